@@ -1,0 +1,3 @@
+from kvs_sentinel.cli import main
+
+raise SystemExit(main())

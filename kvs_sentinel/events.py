@@ -1,0 +1,243 @@
+"""The CloudTrail event as the engine sees it, and compiled access to its fields by path.
+
+Decoding is narrow on purpose: the big, rarely-read objects (requestParameters, responseElements…) stay as
+raw JSON slices and are decoded only when a detector that was selected for the event asks for them.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+_EMPTY = msgspec.Raw()
+
+# Objects that are large or seldom read: kept as raw JSON until a detector reads them.
+LAZY_FIELDS = frozenset(
+    {
+        "requestParameters",
+        "responseElements",
+        "additionalEventData",
+        "serviceEventDetails",
+        "resources",
+        "tlsDetails",
+        "insightDetails",
+        "addendum",
+        "edgeDeviceDetails",
+    }
+)
+EAGER_FIELDS = frozenset(
+    {
+        "eventVersion",
+        "eventTime",
+        "eventSource",
+        "eventName",
+        "awsRegion",
+        "sourceIPAddress",
+        "userAgent",
+        "userIdentity",
+        "errorCode",
+        "errorMessage",
+        "requestID",
+        "eventID",
+        "eventType",
+        "apiVersion",
+        "managementEvent",
+        "readOnly",
+        "recipientAccountId",
+        "sharedEventID",
+        "vpcEndpointId",
+        "vpcEndpointAccountId",
+        "eventCategory",
+        "sessionCredentialFromConsole",
+    }
+)
+# Every top-level field of a CloudTrail record (CloudTrail User Guide, "CloudTrail record contents").
+RECORD_FIELDS = LAZY_FIELDS | EAGER_FIELDS
+
+
+class Doc(msgspec.Struct, gc=False):
+    """Any JSON object we may meet at any level: a CloudTrail record or one of the envelopes around it.
+
+    Values are typed `Any` so that odd shapes (an integer account, a null name) never fail decoding:
+    the operators that look at them decide, and never crash on a wrong type.
+    """
+
+    # CloudTrail record
+    eventVersion: Any = None
+    eventTime: Any = None
+    eventSource: Any = None
+    eventName: Any = None
+    awsRegion: Any = None
+    sourceIPAddress: Any = None
+    userAgent: Any = None
+    userIdentity: Any = None
+    errorCode: Any = None
+    errorMessage: Any = None
+    requestID: Any = None
+    eventID: Any = None
+    eventType: Any = None
+    apiVersion: Any = None
+    managementEvent: Any = None
+    readOnly: Any = None
+    recipientAccountId: Any = None
+    sharedEventID: Any = None
+    vpcEndpointId: Any = None
+    vpcEndpointAccountId: Any = None
+    eventCategory: Any = None
+    sessionCredentialFromConsole: Any = None
+    requestParameters: msgspec.Raw = _EMPTY
+    responseElements: msgspec.Raw = _EMPTY
+    additionalEventData: msgspec.Raw = _EMPTY
+    serviceEventDetails: msgspec.Raw = _EMPTY
+    resources: msgspec.Raw = _EMPTY
+    tlsDetails: msgspec.Raw = _EMPTY
+    insightDetails: msgspec.Raw = _EMPTY
+    addendum: msgspec.Raw = _EMPTY
+    edgeDeviceDetails: msgspec.Raw = _EMPTY
+    # S3 log file and S3 event notification
+    Records: msgspec.Raw = _EMPTY
+    s3: Any = None
+    # EventBridge
+    detail_type: Any = msgspec.field(default=None, name="detail-type")
+    detail: msgspec.Raw = _EMPTY
+    source: Any = None
+    account: Any = None
+    region: Any = None
+    # SNS notification
+    Type: Any = None
+    Message: Any = None
+    TopicArn: Any = None
+    # CloudWatch Logs subscription
+    messageType: Any = None
+    logEvents: msgspec.Raw = _EMPTY
+    # `aws cloudtrail lookup-events` output
+    Events: msgspec.Raw = _EMPTY
+    CloudTrailEvent: Any = None
+    # CloudTrail's own SNS "new log file" notification
+    s3Bucket: Any = None
+    s3ObjectKey: Any = None
+    # things that are not events
+    Event: Any = None
+    digestS3Bucket: Any = None
+    digestStartTime: Any = None
+
+
+DOC_DECODER = msgspec.json.Decoder(Doc | list[msgspec.Raw])
+DOC_LIST_DECODER = msgspec.json.Decoder(list[Doc])
+RAW_LIST_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
+_ANY_DECODER = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a document came from: a file and line, or a queue message."""
+
+    source: str
+    line: int | None = None
+
+    def describe(self, index: int | None = None) -> str:
+        text = self.source if self.line is None else f"{self.source}:{self.line}"
+        return text if index is None else f"{text} record {index}"
+
+
+class Event:
+    """One CloudTrail record, with where it came from and how it was wrapped."""
+
+    __slots__ = ("_lazy", "doc", "envelope", "form", "index", "location")
+
+    def __init__(
+        self, doc: Doc, form: str, location: Location, index: int | None, envelope: Doc | None = None
+    ) -> None:
+        self.doc = doc
+        self.form = form
+        self.location = location
+        self.index = index
+        self.envelope = envelope  # the EventBridge envelope, for its account and region
+        self._lazy: dict[str, Any] | None = None
+
+    def lazy(self, name: str) -> Any:
+        """Decode a raw sub-object on first use; malformed or absent gives None."""
+        cache = self._lazy
+        if cache is None:
+            cache = self._lazy = {}
+        elif name in cache:
+            return cache[name]
+        raw: msgspec.Raw = getattr(self.doc, name)
+        value = _ANY_DECODER.decode(raw) if raw else None
+        cache[name] = value
+        return value
+
+    def remember(self, key: str, compute: Callable[[Event], Any]) -> Any:
+        """Compute a derived value once per event (checks shared by several detectors)."""
+        cache = self._lazy
+        if cache is None:
+            cache = self._lazy = {}
+        elif key in cache:
+            return cache[key]
+        value = cache[key] = compute(self)
+        return value
+
+    def where(self) -> str:
+        return self.location.describe(self.index)
+
+    def __repr__(self) -> str:
+        return f"Event({self.doc.eventSource}:{self.doc.eventName} id={self.doc.eventID} at {self.where()})"
+
+
+Getter = Callable[[Event], Any]
+
+
+def dig(value: Any, keys: tuple[str, ...]) -> Any:
+    """Follow keys into nested objects. A list on the way fans out: the result lists every value found."""
+    for position, key in enumerate(keys):
+        if type(value) is dict:
+            value = value.get(key)
+        elif type(value) is list:
+            rest = keys[position:]
+            found: list[Any] = []
+            for element in value:
+                item = dig(element, rest)
+                if type(item) is list:
+                    found.extend(item)
+                elif item is not None:
+                    found.append(item)
+            return found or None
+        else:
+            return None
+    return value
+
+
+def field_getter(path: str) -> Getter:
+    """Compile a dotted CloudTrail field path (`userIdentity.sessionContext.sessionIssuer.arn`) to a getter.
+
+    Raises ValueError naming the problem when the path cannot name a CloudTrail field.
+    """
+    parts = tuple(path.split("."))
+    if any(not part for part in parts):
+        raise ValueError(f"field path {path!r} has an empty segment")
+    head, rest = parts[0], parts[1:]
+    if head not in RECORD_FIELDS:
+        hint = _closest(head)
+        raise ValueError(
+            f"{head!r} is not a CloudTrail record field" + (f" (did you mean {hint!r}?)" if hint else "")
+        )
+    if head in LAZY_FIELDS:
+        if not rest:
+            return lambda event: event.lazy(head)
+        return lambda event: dig(event.lazy(head), rest)
+    attribute = operator.attrgetter("doc." + head)
+    if not rest:
+        return attribute
+    return lambda event: dig(attribute(event), rest)
+
+
+def _closest(name: str) -> str | None:
+    lowered = name.lower()
+    for field in sorted(RECORD_FIELDS):
+        if field.lower() == lowered:
+            return field
+    return None
