@@ -1,0 +1,273 @@
+"""Local files for `replay`: paths, directories (recursive), `-` for stdin, gzip detected by its magic bytes.
+
+A file up to WHOLE_FILE_LIMIT is read at once and split into documents (one document, or JSON Lines).
+Bigger files stream with flat memory: JSON Lines line by line, and a top-level array or a CloudTrail
+`{"Records": [...]}` file in chunks cut at element boundaries.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import sys
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+
+from kvs_sentinel.envelopes import Document, Malformed, Skipped
+from kvs_sentinel.errors import InputError
+from kvs_sentinel.events import RAW_LIST_DECODER, Location
+
+WHOLE_FILE_LIMIT = 32 * 1024 * 1024
+CHUNK = 4 * 1024 * 1024
+MAX_ELEMENT = 64 * 1024 * 1024
+STDIN = "-"
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+_RECORDS_PREFIX = re.compile(rb'\s*\{\s*"Records"\s*:\s*\[')
+_BOUNDARY_TRIES = 16
+_TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
+_WHITESPACE = re.compile(rb"\s*")
+# Named in a directory, these are not CloudTrail; named on the command line, any file is read.
+NOT_EVENT_SUFFIXES = frozenset(
+    {".md", ".txt", ".tsv", ".csv", ".yaml", ".yml", ".zip", ".py", ".html", ".xml", ".pdf", ".png", ".jpg"}
+)
+
+FileItem = Document | Malformed | Skipped
+
+
+def expand_paths(paths: Iterable[str]) -> Iterator[str]:
+    """Files named, files under directories (sorted; hidden files and documentation left out), and `-`."""
+    for name in paths:
+        path = Path(name)
+        if name == STDIN or not path.is_dir():
+            yield name
+            continue
+        for child in sorted(path.rglob("*")):
+            relative = child.relative_to(path)
+            if (
+                child.is_file()
+                and not any(part.startswith(".") for part in relative.parts)
+                and child.suffix.lower() not in NOT_EVENT_SUFFIXES
+            ):
+                yield str(child)
+
+
+def open_input(name: str) -> tuple[BinaryIO, BinaryIO]:
+    """(raw, readable): the file as opened, for its position, and the stream to read, gunzipped if need be.
+
+    Raises InputError when the file cannot be opened.
+    """
+    if name == STDIN:
+        raw: BinaryIO = sys.stdin.buffer
+    else:
+        try:
+            raw = open(name, "rb")  # noqa: SIM115 - closed by the caller
+        except OSError as exc:
+            raise InputError(f"{name}: cannot open: {exc.strerror or exc}") from None
+    peek = getattr(raw, "peek", None)
+    magic = peek(2)[:2] if peek else b""
+    if magic == _GZIP_MAGIC:
+        return raw, gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw, raw
+
+
+def split_documents(
+    stream: BinaryIO, location: Location, whole_file_limit: int = WHOLE_FILE_LIMIT
+) -> Iterator[FileItem]:
+    """Split one input into documents. Read failures and broken structure come out as Malformed."""
+    try:
+        head = stream.read(whole_file_limit + 1)
+        if len(head) <= whole_file_limit:
+            yield from _split_whole(head, location)
+        else:
+            yield from _split_stream(head, stream, location)
+    except (OSError, EOFError, zlib.error) as exc:
+        yield Malformed(location.source, f"read failed: {exc}")
+
+
+def read_documents(name: str, whole_file_limit: int = WHOLE_FILE_LIMIT) -> Iterator[FileItem]:
+    """Every document of one file (raises InputError if it cannot be opened)."""
+    raw, stream = open_input(name)
+    try:
+        yield from split_documents(stream, Location("<stdin>" if name == STDIN else name), whole_file_limit)
+    finally:
+        if name != STDIN:
+            stream.close()
+            raw.close()
+
+
+def _split_whole(buf: bytes, location: Location) -> Iterator[FileItem]:
+    if buf.startswith(_BOM):
+        buf = buf[len(_BOM) :]
+    if not buf.strip():
+        yield Skipped("empty_file", location.source)
+        return
+    try:
+        msgspec.json.decode(buf, type=msgspec.Raw)
+    except msgspec.DecodeError as exc:
+        if _first_line_is_json(buf):
+            yield from _json_lines(buf.split(b"\n"), location)
+            return
+        if _TRAILING.search(str(exc)):
+            yield from _concatenated(buf, location)
+            return
+    yield Document(buf, location)
+
+
+def _first_line_is_json(buf: bytes) -> bool:
+    """Whether the first non-blank line is a whole JSON object or array on its own (JSON Lines)."""
+    for line in buf.split(b"\n", 3)[:3]:
+        line = line.strip()
+        if line:
+            if line[:1] not in (b"{", b"["):
+                return False
+            try:
+                msgspec.json.decode(line, type=msgspec.Raw)
+            except msgspec.DecodeError:
+                return False
+            return True
+    return False
+
+
+def _concatenated(buf: bytes, location: Location) -> Iterator[FileItem]:
+    """JSON values one after another, pretty-printed (`jq '.Records[]'` output): cut where each one ends."""
+    view = memoryview(buf)
+    position, line, size = 0, 1, len(buf)
+    while True:
+        start = _WHITESPACE.match(buf, position).end()  # type: ignore[union-attr]
+        line += buf.count(b"\n", position, start)
+        if start >= size:
+            return
+        try:
+            msgspec.json.decode(view[start:], type=msgspec.Raw)
+            end = size
+        except msgspec.DecodeError as exc:
+            trailing = _TRAILING.search(str(exc))
+            if trailing is None:  # broken JSON: nothing after it can be trusted to line up
+                yield Document(buf[start:], Location(location.source, line))
+                return
+            end = start + int(trailing.group(1)) - 1  # msgspec counts one past the offending byte
+        yield Document(buf[start:end], Location(location.source, line))
+        line += buf.count(b"\n", start, end)
+        position = end
+
+
+def _json_lines(lines: Iterable[bytes], location: Location) -> Iterator[FileItem]:
+    source = location.source
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            yield Document(line, Location(source, number))
+
+
+def _split_stream(head: bytes, stream: BinaryIO, location: Location) -> Iterator[FileItem]:
+    if head.startswith(_BOM):
+        head = head[len(_BOM) :]
+    start = len(head) - len(head.lstrip())
+    if head[start : start + 1] == b"[":
+        yield from _stream_array(head[start + 1 :], stream, location, "array")
+        return
+    records = _RECORDS_PREFIX.match(head)
+    if records:
+        yield from _stream_array(head[records.end() :], stream, location, "records")
+        return
+    if _first_line_is_json(head):
+        yield from _json_lines(_stream_lines(head, stream, location), location)
+        return
+    yield Malformed(
+        location.source,
+        f"larger than {WHOLE_FILE_LIMIT // 2**20} MiB and neither JSON Lines, a JSON array "
+        "nor a CloudTrail Records file, so it cannot be streamed",
+    )
+
+
+def _stream_lines(head: bytes, stream: BinaryIO, location: Location) -> Iterator[bytes]:
+    pending = head
+    while True:
+        lines = pending.split(b"\n")
+        pending = lines.pop()
+        yield from lines
+        more = stream.read(CHUNK)
+        if not more:
+            break
+        if len(pending) > MAX_ELEMENT:
+            raise OSError(f"a line longer than {MAX_ELEMENT // 2**20} MiB near the end of {location.source}")
+        pending += more
+    if pending:
+        yield pending
+
+
+def _stream_array(buf: bytes, stream: BinaryIO, location: Location, kind: str) -> Iterator[FileItem]:
+    """Cut a streamed array into chunks of whole elements; `buf` starts just after the opening '['."""
+    index = 0
+    eof = False
+    while True:
+        while not eof and len(buf) < CHUNK:
+            more = stream.read(CHUNK)
+            eof = not more
+            buf += more
+        if eof:
+            break
+        cut = _last_boundary(buf)
+        if cut is None:
+            if len(buf) > MAX_ELEMENT:
+                yield Malformed(
+                    location.describe(index),
+                    f"no element boundary within {MAX_ELEMENT // 2**20} MiB: broken JSON or a huge element",
+                )
+                return
+            more = stream.read(CHUNK)
+            eof = not more
+            buf += more
+            continue
+        end, resume, count = cut
+        yield Document(b"[" + buf[:end] + b"]", location, kind, index)
+        index += count
+        buf = buf[resume:]
+    yield from _array_tail(buf, location, kind, index)
+
+
+def _array_tail(buf: bytes, location: Location, kind: str, index: int) -> Iterator[FileItem]:
+    body = buf.rstrip()
+    closing = b"}" if kind == "records" else b""
+    if closing and body.endswith(closing):
+        body = body[:-1].rstrip()
+    if body.endswith(b"]"):
+        if body[:-1].strip():
+            yield Document(b"[" + body[:-1] + b"]", location, kind, index)
+        return
+    # Truncated: keep every whole element before the break, then report it.
+    cut = _last_boundary(buf)
+    if cut is not None:
+        end, _, count = cut
+        yield Document(b"[" + buf[:end] + b"]", location, kind, index)
+        index += count
+    yield Malformed(location.describe(index), "file ends inside the array: truncated or broken JSON")
+
+
+def _last_boundary(buf: bytes) -> tuple[int, int, int] | None:
+    """The last '}' that ends an element (followed by ','), as (end, resume, element count).
+
+    `[` + buf[:end] + `]` decodes only when the cut is between top-level elements: a cut inside a string
+    leaves it unterminated and a cut inside a nested value leaves a bracket open. So trying to decode is a
+    sound boundary test.
+    """
+    position = len(buf)
+    for _ in range(_BOUNDARY_TRIES):
+        position = buf.rfind(b"}", 0, position)
+        if position < 0:
+            return None
+        after = position + 1
+        while after < len(buf) and buf[after] in b" \t\r\n":
+            after += 1
+        if after < len(buf) and buf[after : after + 1] == b",":
+            try:
+                count = len(RAW_LIST_DECODER.decode(b"[" + buf[: position + 1] + b"]"))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            return position + 1, after + 1, count
+    return None
