@@ -1,0 +1,141 @@
+"""Command line: parse args → load config → configure logging → run.
+
+Exit codes: 0 the run completed; 1 detector examples failed or alerts could not be delivered;
+2 invalid configuration, or no input could be read at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+from tqdm import tqdm
+
+from kvs_sentinel import __version__
+from kvs_sentinel.config import LoadedConfig, SentinelConfig, compile_config, load_config
+from kvs_sentinel.detectors.examples import run_examples
+from kvs_sentinel.engine import Engine, Processor
+from kvs_sentinel.errors import ConfigError, DeliveryError
+from kvs_sentinel.logs import configure_logging
+from kvs_sentinel.pipeline import Pipeline
+from kvs_sentinel.sinks.stdout import JsonLinesSink
+from kvs_sentinel.sources.local import FileSource
+from kvs_sentinel.stats import RunStats
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kvs-sentinel",
+        description="CloudTrail detections for Kinesis Video Streams security best practices.",
+    )
+    parser.add_argument("--version", action="version", version=f"kvs-sentinel {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-format", choices=["json", "console"], help="default: json unless stderr is a terminal"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    replay = commands.add_parser("replay", help="run the detectors over local CloudTrail files")
+    replay.add_argument(
+        "paths", nargs="+", metavar="PATH", help="files, directories (recursive) or - for stdin"
+    )
+    replay.add_argument("--config", type=Path, help="sentinel.yaml (default: the shipped config)")
+    replay.add_argument("--output", "-o", help="where alerts go, as JSON Lines (default: stdout)")
+    replay.add_argument(
+        "--summary-json", type=Path, help="also write the closing summary as JSON to this file"
+    )
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+    validate = commands.add_parser("validate", help="check a configuration and its detector packs")
+    validate.add_argument("--config", type=Path, help="sentinel.yaml (default: the shipped config)")
+
+    test = commands.add_parser("test", help="run the example events of every detector")
+    test.add_argument("packs", nargs="*", type=Path, help="pack files to test instead of the config's packs")
+    test.add_argument("--config", type=Path, help="sentinel.yaml (default: the shipped config)")
+    test.add_argument("--verbose", "-v", action="store_true", help="list passing examples too")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, None if args.log_format is None else args.log_format == "json")
+    try:
+        if args.command == "test" and args.packs:
+            loaded = compile_config(
+                SentinelConfig(packs=[str(p.resolve()) for p in args.packs]), Path.cwd() / "-"
+            )
+        else:
+            loaded = load_config(args.config)
+    except ConfigError as exc:
+        print(f"kvs-sentinel: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "validate":
+        return _validate(loaded)
+    if args.command == "test":
+        return _test(loaded, verbose=args.verbose)
+    return asyncio.run(_replay(args, loaded))
+
+
+def _validate(loaded: LoadedConfig) -> int:
+    examples = sum(len(d.spec.examples) for d in loaded.detectors)
+    print(
+        f"{loaded.path}: valid: {len(loaded.detectors)} detectors from {len(loaded.packs)} pack(s), "
+        f"{len(loaded.lists)} named lists, {examples} examples"
+    )
+    for name, values in sorted(loaded.lists.items()):
+        if not values:
+            print(f"  note: list ${name} is empty")
+    return EXIT_OK
+
+
+def _test(loaded: LoadedConfig, *, verbose: bool) -> int:
+    results = run_examples(loaded.detectors)
+    failed = [result for result in results if not result.passed]
+    for result in results:
+        if verbose or not result.passed:
+            status = "ok  " if result.passed else "FAIL"
+            line = f"{status} {result.detector} :: {result.example} [{result.form}]"
+            print(line + (f": {result.problem}" if result.problem else ""))
+    untested = [d.id for d in loaded.detectors if not any(e.expect == "match" for e in d.spec.examples)]
+    for detector_id in untested:
+        print(f"FAIL {detector_id}: no example that must match")
+    print(f"{len(results) - len(failed)} passed, {len(failed) + len(untested)} failed")
+    return EXIT_FAILED if failed or untested else EXIT_OK
+
+
+async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    stats = RunStats()
+    show_progress = sys.stderr.isatty() and not args.no_progress
+    progress = tqdm(
+        total=None, unit="B", unit_scale=True, file=sys.stderr, disable=not show_progress, leave=False
+    )
+    source = FileSource(args.paths, stats, on_bytes=progress.update if show_progress else None)  # type: ignore[arg-type]
+    if not source.names:
+        print("kvs-sentinel: no input files found", file=sys.stderr)
+        return EXIT_USAGE
+    progress.total = source.total_bytes()
+    try:
+        sink = JsonLinesSink(args.output)
+    except DeliveryError as exc:
+        print(f"kvs-sentinel: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    pipeline = Pipeline(source, Processor(Engine(loaded.detectors), stats), [sink])
+    try:
+        counts = await pipeline.run()
+    finally:
+        progress.close()
+        await sink.aclose()
+    print(stats.render(), file=sys.stderr)
+    if args.summary_json:
+        summary = stats.as_dict() | {"messages_failed": counts.messages_failed}
+        args.summary_json.write_bytes(msgspec.json.encode(summary))
+    if stats.files_read == 0:
+        print("kvs-sentinel: no input could be read", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_FAILED if counts.messages_failed else EXIT_OK

@@ -1,0 +1,48 @@
+"""JSON Lines to standard output or a file: the default sink of `replay`."""
+
+from __future__ import annotations
+
+import sys
+from typing import BinaryIO
+
+from kvs_sentinel.alerts import ALERT_ENCODER, Alert
+from kvs_sentinel.errors import DeliveryError
+
+
+class JsonLinesSink:
+    def __init__(self, path: str | None = None, name: str = "stdout") -> None:
+        self.name = name
+        self._owned = path is not None and path != "-"
+        try:
+            self._out: BinaryIO = open(path, "wb") if path and self._owned else sys.stdout.buffer  # noqa: SIM115
+        except OSError as exc:
+            raise DeliveryError(
+                f"{path}: cannot open for writing: {exc.strerror or exc}", retryable=False
+            ) from None
+        self._buffer = bytearray()
+
+    async def send(self, alert: Alert) -> None:
+        self._buffer += ALERT_ENCODER.encode(alert)
+        self._buffer += b"\n"
+        if len(self._buffer) >= 1 << 16:
+            self._flush()
+
+    def _flush(self) -> None:
+        try:
+            self._out.write(self._buffer)
+            self._out.flush()
+        except OSError as exc:
+            raise DeliveryError(
+                f"{self.name}: write failed: {exc.strerror or exc}", retryable=False
+            ) from None
+        finally:
+            self._buffer.clear()
+
+    async def flush(self) -> None:
+        if self._buffer:
+            self._flush()
+
+    async def aclose(self) -> None:
+        await self.flush()
+        if self._owned:
+            self._out.close()
