@@ -29,10 +29,10 @@ class Engine:
 
     def evaluate(self, event: Event) -> list[Alert]:
         alerts: list[Alert] = []
-        for detector in self.index.candidates(event):
-            if detector.predicate(event):
-                severity, because = detector.severity_for(event)
-                alerts.append(build_alert(detector, event, severity, because))
+        for plan in self.index.plans(event):
+            if plan.predicate(event):
+                severity, because = plan.severity_for(event)
+                alerts.append(build_alert(plan.detector, event, severity, because))
         return alerts
 
 

@@ -62,13 +62,14 @@ Item = Event | Skipped | Malformed | LogFileRef
 
 
 class Document(NamedTuple):
-    """One unit of input: a whole JSON document, or a chunk of a streamed array.
+    """One unit of input: a whole JSON document, a chunk of a streamed array, or a batch of JSON Lines.
 
     kind "document": any form. kind "array": a JSON array of documents. kind "records": a JSON array holding
-    a slice of a log file's `Records`. `start` is the index of the chunk's first element in the whole array.
+    a slice of a log file's `Records`; `start` is the index of its first element in the whole array.
+    kind "lines": a list of JSON Lines, `start` being the number of the first.
     """
 
-    data: bytes | str
+    data: bytes | str | list[bytes]
     location: Location
     kind: str = "document"
     start: int = 0
@@ -76,17 +77,45 @@ class Document(NamedTuple):
 
 def items_of(document: Document) -> Iterator[Item]:
     """Every event, skip and malformed marker of one document."""
+    if document.kind == "lines":
+        return _lines(document)
     if document.kind == "document":
-        return normalise(document.data, document.location)
+        return normalise(document.data, document.location)  # type: ignore[arg-type]
     if document.kind == "records":
-        return _records(msgspec.Raw(document.data), document.location, "", document.start)
+        return _records(document.data, document.location, "", document.start)  # type: ignore[arg-type]
     return _array_chunk(document)
+
+
+def _lines(document: Document) -> Iterator[Item]:
+    """The hot path of JSON Lines: bare records and EventBridge records need no per-line objects."""
+    location = document.location
+    decode = DOC_DECODER.decode
+    lines: list[bytes] = document.data  # type: ignore[assignment]
+    for number, line in enumerate(lines, document.start):
+        try:
+            parsed = decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            if line.strip():
+                yield from normalise(line, Location(location.source, number))
+            continue
+        if type(parsed) is Doc:
+            if parsed.eventSource is not None and parsed.s3 is None:
+                yield Event(parsed, "record", location, None, line=number)
+                continue
+            if type(parsed.detail_type) is str and parsed.detail_type in CLOUDTRAIL_DETAIL_TYPES:
+                inner = _as_doc(parsed.detail) if parsed.detail else None
+                if inner is not None:
+                    yield Event(inner, "eventbridge", location, None, parsed, number)
+                    continue
+            yield from classify(parsed, Location(location.source, number), None)
+        else:
+            yield from normalise(line, Location(location.source, number))
 
 
 def _array_chunk(document: Document) -> Iterator[Item]:
     try:
-        elements = RAW_LIST_DECODER.decode(document.data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        elements = RAW_LIST_DECODER.decode(document.data)  # type: ignore[arg-type]
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
         yield Malformed(document.location.describe(document.start), f"array chunk unreadable: {exc}")
         return
     for offset, element in enumerate(elements):
@@ -109,17 +138,32 @@ def normalise(
     except msgspec.DecodeError as exc:
         yield Malformed(location.describe(index), _decode_error_text(exc, data))
         return
+    except RecursionError:
+        yield Malformed(location.describe(index), "JSON nested too deeply")
+        return
     if type(parsed) is list:
+        if depth >= MAX_NESTING:
+            yield Malformed(location.describe(index), f"arrays nested deeper than {MAX_NESTING}")
+            return
         for position, raw in enumerate(parsed):
             yield from normalise(raw, location, position, via, depth + 1)
     else:
         yield from classify(parsed, location, index, via, depth)
 
 
+def is_record(doc: Doc) -> bool:
+    """A CloudTrail record: API calls and service events name their source; Insights events don't."""
+    return (
+        doc.eventSource is not None
+        or (doc.eventName is not None and doc.eventVersion is not None)
+        or doc.eventType == "AwsCloudTrailInsight"
+    )
+
+
 def classify(
     doc: Doc, location: Location, index: int | None, via: str = "", depth: int = 0
 ) -> Iterator[Item]:
-    if doc.eventSource is not None or (doc.eventName is not None and doc.eventVersion is not None):
+    if is_record(doc):
         if doc.eventSource == "aws:s3" and doc.s3 is not None:
             yield from _s3_notification(doc, location, index)
         else:
@@ -144,10 +188,13 @@ def classify(
         yield Malformed(location.describe(index), "not a CloudTrail record nor a known envelope")
 
 
-def _records(raw: msgspec.Raw, location: Location, via: str, start: int = 0) -> Iterator[Item]:
+def _records(raw: msgspec.Raw | bytes, location: Location, via: str, start: int = 0) -> Iterator[Item]:
     form = via + "records"
     try:
         docs: list[Doc | None] = list(DOC_LIST_DECODER.decode(raw))
+    except RecursionError:
+        yield Malformed(location.describe(start), "JSON nested too deeply")
+        return
     except msgspec.ValidationError:
         # Some element is not an object: decode one by one so only that element is lost.
         try:
@@ -161,7 +208,7 @@ def _records(raw: msgspec.Raw, location: Location, via: str, start: int = 0) -> 
             yield Malformed(location.describe(position), "record is not a JSON object")
         elif doc.eventSource == "aws:s3" and doc.s3 is not None:
             yield from _s3_notification(doc, location, position)
-        elif doc.eventSource is not None or doc.eventName is not None:
+        elif is_record(doc) or doc.eventName is not None:
             yield Event(doc, form, location, position)
         else:
             yield Malformed(location.describe(position), "record has neither eventSource nor eventName")
@@ -170,20 +217,25 @@ def _records(raw: msgspec.Raw, location: Location, via: str, start: int = 0) -> 
 def _as_doc(raw: msgspec.Raw) -> Doc | None:
     try:
         parsed = DOC_DECODER.decode(raw)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return None
     return parsed if type(parsed) is Doc else None
 
 
 def _eventbridge(doc: Doc, location: Location, index: int | None, via: str) -> Iterator[Item]:
-    if doc.detail_type in CLOUDTRAIL_DETAIL_TYPES:
+    if not isinstance(doc.detail_type, str):
+        yield Malformed(location.describe(index), "EventBridge `detail-type` is not a string")
+    elif doc.detail_type in CLOUDTRAIL_DETAIL_TYPES:
         inner = _as_doc(doc.detail) if doc.detail else None
         if inner is None:
             yield Malformed(location.describe(index), "EventBridge CloudTrail event has no `detail` object")
         else:
             yield Event(inner, via + "eventbridge", location, index, envelope=doc)
     elif doc.source == "aws.s3" and doc.detail_type == "Object Created" and doc.detail:
-        detail = msgspec.json.decode(doc.detail)
+        try:
+            detail = msgspec.json.decode(doc.detail)
+        except RecursionError:
+            detail = None
         bucket = _nested_str(detail, "bucket", "name")
         key = _nested_str(detail, "object", "key")
         if bucket and key:
@@ -212,8 +264,10 @@ def _cloudwatch_logs(doc: Doc, location: Location, index: int | None, via: str, 
         yield Skipped("cloudwatch_logs_control_message", where)
         return
     try:
-        log_events = _LOG_EVENT_DECODER.decode(doc.logEvents)
-    except msgspec.ValidationError:
+        log_events = _LOG_EVENT_DECODER.decode(doc.logEvents) if doc.logEvents else None
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        log_events = None
+    if log_events is None:
         yield Malformed(where, "CloudWatch Logs `logEvents` is not a list of objects")
         return
     if depth >= MAX_NESTING:
@@ -230,12 +284,14 @@ def _cloudwatch_logs(doc: Doc, location: Location, index: int | None, via: str, 
 def _lookup_events(doc: Doc, location: Location, via: str, depth: int) -> Iterator[Item]:
     try:
         entries = DOC_LIST_DECODER.decode(doc.Events)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, RecursionError):
         yield Malformed(location.describe(), "`Events` is not a list of objects")
         return
     for position, entry in enumerate(entries):
         if isinstance(entry.CloudTrailEvent, str) and depth < MAX_NESTING:
             yield from normalise(entry.CloudTrailEvent, location, position, via + "lookup_events/", depth + 1)
+        elif is_record(entry):  # `--output json` of Insights lookups holds the records themselves
+            yield Event(entry, via + "lookup_events", location, position)
         else:
             yield Malformed(
                 location.describe(position), "lookup-events entry without a `CloudTrailEvent` string"

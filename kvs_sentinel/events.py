@@ -147,16 +147,23 @@ class Location:
 class Event:
     """One CloudTrail record, with where it came from and how it was wrapped."""
 
-    __slots__ = ("_lazy", "doc", "envelope", "form", "index", "location")
+    __slots__ = ("_lazy", "doc", "envelope", "form", "index", "line", "location")
 
     def __init__(
-        self, doc: Doc, form: str, location: Location, index: int | None, envelope: Doc | None = None
+        self,
+        doc: Doc,
+        form: str,
+        location: Location,
+        index: int | None,
+        envelope: Doc | None = None,
+        line: int | None = None,
     ) -> None:
         self.doc = doc
         self.form = form
         self.location = location
         self.index = index
         self.envelope = envelope  # the EventBridge envelope, for its account and region
+        self.line = line  # JSON Lines batches share one Location; the line is kept here instead
         self._lazy: dict[str, Any] | None = None
 
     def lazy(self, name: str) -> Any:
@@ -167,7 +174,10 @@ class Event:
         elif name in cache:
             return cache[name]
         raw: msgspec.Raw = getattr(self.doc, name)
-        value = _ANY_DECODER.decode(raw) if raw else None
+        try:
+            value = _ANY_DECODER.decode(raw) if raw else None
+        except RecursionError:  # validated JSON, but nested deeper than the decoder will go
+            value = None
         cache[name] = value
         return value
 
@@ -182,7 +192,8 @@ class Event:
         return value
 
     def where(self) -> str:
-        return self.location.describe(self.index)
+        location = self.location if self.line is None else Location(self.location.source, self.line)
+        return location.describe(self.index)
 
     def __repr__(self) -> str:
         return f"Event({self.doc.eventSource}:{self.doc.eventName} id={self.doc.eventID} at {self.where()})"
@@ -226,13 +237,37 @@ def field_getter(path: str) -> Getter:
             f"{head!r} is not a CloudTrail record field" + (f" (did you mean {hint!r}?)" if hint else "")
         )
     if head in LAZY_FIELDS:
-        if not rest:
-            return lambda event: event.lazy(head)
-        return lambda event: dig(event.lazy(head), rest)
+        lazy: Getter = lambda event: event.lazy(head)  # noqa: E731
+        return _nested_getter(lazy, rest) if rest else lazy
     attribute = operator.attrgetter("doc." + head)
     if not rest:
         return attribute
-    return lambda event: dig(attribute(event), rest)
+    return _nested_getter(attribute, rest)
+
+
+def _nested_getter(attribute: Getter, keys: tuple[str, ...]) -> Getter:
+    """Unrolled for the common depths: plain dict lookups, `dig` only when the path meets a non-dict."""
+    if len(keys) == 1:
+        (first,) = keys
+
+        def one(event: Event) -> Any:
+            value = attribute(event)
+            return value.get(first) if type(value) is dict else dig(value, keys)
+
+        return one
+    if len(keys) == 2:
+        first, second = keys
+
+        def two(event: Event) -> Any:
+            value = attribute(event)
+            if type(value) is dict:
+                inner = value.get(first)
+                if type(inner) is dict:
+                    return inner.get(second)
+            return dig(value, keys)
+
+        return two
+    return lambda event: dig(attribute(event), keys)
 
 
 def _closest(name: str) -> str | None:

@@ -205,9 +205,21 @@ def _not_resource_excludes_kvs(patterns: list[str]) -> bool:
 # --------------------------------------------------------------------------- documents
 
 
+def _decodings(text: str) -> Iterator[str]:
+    """The text as is, then URL-decoded, then with '+' as space: each computed only if still needed."""
+    yield text
+    if "%" in text or "+" in text:
+        unquoted = unquote(text)
+        if unquoted != text:
+            yield unquoted
+        plus = unquote_plus(text)
+        if plus != unquoted:
+            yield plus
+
+
 def _json_object(text: str, layers: int) -> dict[str, object] | None:
     stripped = text.strip().lstrip("\ufeff")
-    for candidate in dict.fromkeys((stripped, unquote(stripped), unquote_plus(stripped))):
+    for candidate in _decodings(stripped):
         try:
             parsed: object = json.loads(candidate)
         except (ValueError, RecursionError):

@@ -11,23 +11,38 @@ A mapping with several keys means all of them. `$name` in an argument is the nam
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kvs_sentinel.detectors.checks import CompiledCheck, compile_check
+from kvs_sentinel.detectors.conditions import (
+    FALSE,
+    LAZY_FIELD_COST,
+    OPERATOR_COST,
+    AllOf,
+    AnyOf,
+    CheckCall,
+    FieldTest,
+    Node,
+    NotOf,
+    Predicate,
+    build,
+    specialise,
+    with_memo,
+)
 from kvs_sentinel.detectors.operators import compile_operator
 from kvs_sentinel.detectors.spec import SEVERITY_NAMES, DetectorSpec, Severity
 from kvs_sentinel.errors import ConfigError
-from kvs_sentinel.events import Event, Getter, field_getter
-
-Predicate = Callable[[Event], bool]
+from kvs_sentinel.events import LAZY_FIELDS, Event, Getter, field_getter
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
 # Fields of the alert that a summary template may name besides CloudTrail paths.
-ALERTPLACEHOLDERS = frozenset(
+ALERT_PLACEHOLDERS = frozenset(
     {
         "principal",
         "principal_type",
@@ -50,7 +65,7 @@ DEFAULT_SUMMARY = "{principal} called {action} on {resource} from {source_ip}"
 
 @dataclass(frozen=True, slots=True)
 class Escalation:
-    when: Predicate
+    when: Node
     severity: Severity
     reason: str
 
@@ -72,7 +87,7 @@ class Detector:
     tags: tuple[str, ...]
     needs_data_events: bool
     summary: SummaryTemplate
-    predicate: Predicate
+    condition: Node
     escalations: tuple[Escalation, ...]
     checks: tuple[CompiledCheck, ...]
     event_sources: frozenset[str] | None  # index keys: None means any
@@ -80,54 +95,78 @@ class Detector:
     spec: DetectorSpec
     origin: Path
 
-    def severity_for(self, event: Event) -> tuple[Severity, str | None]:
+    def plan(self, known: dict[str, Any] | None = None) -> Plan | None:
+        """Closures for this detector, specialised to the known eventSource/eventName if given.
+
+        None when the detector can never match events with those values.
+        """
+        condition = specialise(self.condition, known) if known else self.condition
+        if condition is FALSE:
+            return None
+        escalations = []
         for escalation in self.escalations:
-            if escalation.when(event):
-                return escalation.severity, escalation.reason
-        return self.severity, None
+            when = specialise(escalation.when, known) if known else escalation.when
+            if when is not FALSE:
+                escalations.append((build(when), escalation.severity, escalation.reason))
+        return Plan(self, build(condition), tuple(escalations))
+
+    @property
+    def predicate(self) -> Predicate:
+        """The unspecialised predicate (tests and tools; the engine uses plans)."""
+        return build(self.condition)
 
 
-def all_of(predicates: Sequence[Predicate]) -> Predicate:
-    if len(predicates) == 1:
-        return predicates[0]
-    if len(predicates) == 2:
-        first, second = predicates
-        return lambda event: first(event) and second(event)
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A detector ready to run on the events of one API call."""
 
-    def every(event: Event) -> bool:
-        for predicate in predicates:
-            if not predicate(event):
-                return False
-        return True
+    detector: Detector
+    predicate: Predicate
+    escalations: tuple[tuple[Predicate, Severity, str], ...]
 
-    return every
+    def severity_for(self, event: Event) -> tuple[Severity, str | None]:
+        for when, severity, reason in self.escalations:
+            if when(event):
+                return severity, reason
+        return self.detector.severity, None
 
 
-def any_of(predicates: Sequence[Predicate]) -> Predicate:
-    if len(predicates) == 1:
-        return predicates[0]
+SHARE_ABOVE_COST = 3.0
 
-    def some(event: Event) -> bool:
-        for predicate in predicates:
-            if predicate(event):
-                return True
-        return False
 
-    return some
+def condition_key(node: Any) -> str:
+    return json.dumps(node, sort_keys=True, default=str)
+
+
+def count_conditions(node: Any, counts: Counter[str]) -> None:
+    """Count every sub-condition by its canonical text (YAML anchors make repeats common)."""
+    if isinstance(node, dict | list):
+        counts[condition_key(node)] += 1
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                count_conditions(child, counts)
+
+
+def _all(children: list[Node]) -> Node:
+    return children[0] if len(children) == 1 else AllOf(tuple(children))
 
 
 class DetectorCompiler:
     """Compiles the detectors of one file against the named lists in force."""
 
-    def __init__(self, lists: Mapping[str, Sequence[Any]], origin: Path) -> None:
+    def __init__(
+        self, lists: Mapping[str, Sequence[Any]], origin: Path, repeated: Collection[str] = frozenset()
+    ) -> None:
         self.lists = lists
         self.origin = origin
+        self.repeated = repeated  # condition keys used more than once in the config: evaluated once per event
         self._checks: list[CompiledCheck] = []
 
     def detector(self, spec: DetectorSpec, position: int) -> Detector:
         where = f"detectors[{position}] ({spec.id})"
         self._checks = []
-        predicate = self.condition(spec.match, f"{where}.match")
+        condition = self.condition(spec.match, f"{where}.match")
         escalations = tuple(
             Escalation(
                 self.condition(rule.when, f"{where}.escalate[{i}].when"),
@@ -146,7 +185,7 @@ class DetectorCompiler:
             tags=tuple(spec.tags),
             needs_data_events=spec.needs_data_events,
             summary=self.summary(spec.summary or DEFAULT_SUMMARY, f"{where}.summary"),
-            predicate=predicate,
+            condition=condition,
             escalations=escalations,
             checks=tuple(self._checks),
             event_sources=self.constraint(spec.match, "eventSource"),
@@ -158,36 +197,44 @@ class DetectorCompiler:
     def fail(self, path: str, message: str) -> ConfigError:
         return ConfigError(f"{self.origin}: {path}: {message}")
 
-    def condition(self, node: Any, path: str) -> Predicate:
+    def condition(self, node: Any, path: str) -> Node:
+        """Compile a YAML condition; a costly one used in several places is evaluated once per event."""
+        compiled = self._condition(node, path)
+        if compiled.cost >= SHARE_ABOVE_COST and self.repeated:
+            key = condition_key(node)
+            if key in self.repeated:
+                return with_memo(compiled, "condition:" + key)
+        return compiled
+
+    def _condition(self, node: Any, path: str) -> Node:
         if isinstance(node, list):
             if not node:
                 raise self.fail(path, "an empty list of conditions")
-            return all_of([self.condition(child, f"{path}[{i}]") for i, child in enumerate(node)])
+            return _all([self.condition(child, f"{path}[{i}]") for i, child in enumerate(node)])
         if not isinstance(node, dict) or not node:
             raise self.fail(path, "a condition is a mapping of field paths, or all/any/not/check")
-        predicates: list[Predicate] = []
+        parts: list[Node] = []
         for key, value in node.items():
             here = f"{path}.{key}"
             if key in ("all", "any"):
                 if not isinstance(value, list) or not value:
                     raise self.fail(here, f"{key} takes a non-empty list of conditions")
                 children = [self.condition(child, f"{here}[{i}]") for i, child in enumerate(value)]
-                predicates.append(all_of(children) if key == "all" else any_of(children))
+                parts.append(_all(children) if key == "all" else AnyOf(tuple(children)))
             elif key == "not":
-                inner = self.condition(value, here)
-                predicates.append(lambda event, inner=inner: not inner(event))  # type: ignore[misc]
+                parts.append(NotOf(self.condition(value, here)))
             elif key == "check":
                 try:
                     compiled = compile_check(value)
                 except ValueError as exc:
                     raise self.fail(here, str(exc)) from None
                 self._checks.append(compiled)
-                predicates.append(compiled)
+                parts.append(CheckCall(compiled))
             else:
-                predicates.append(self.field(str(key), value, here))
-        return all_of(predicates)
+                parts.append(self.field(str(key), value, here))
+        return _all(parts)
 
-    def field(self, path_text: str, spec: Any, here: str) -> Predicate:
+    def field(self, path_text: str, spec: Any, here: str) -> FieldTest:
         try:
             getter = field_getter(path_text)
         except ValueError as exc:
@@ -198,7 +245,7 @@ class DetectorCompiler:
         elif isinstance(spec, dict):
             if not spec:
                 raise self.fail(here, "an empty mapping of operators")
-            operations = list(spec.items())
+            operations = [(str(name), argument) for name, argument in spec.items()]
         elif isinstance(spec, list) or (isinstance(spec, str) and self._is_reference(spec)):
             operations = [("in", spec)]
         else:
@@ -207,18 +254,13 @@ class DetectorCompiler:
         for name, argument in operations:
             where = f"{here}.{name}" if isinstance(spec, dict) else here
             try:
-                tests.append(compile_operator(str(name), self.resolve(argument, where)))
+                tests.append(compile_operator(name, self.resolve(argument, where)))
             except ValueError as exc:
                 raise self.fail(where, str(exc)) from None
-        if len(tests) == 1:
-            test = tests[0]
-            return lambda event: test(getter(event))
-
-        def every(event: Event) -> bool:
-            value = getter(event)
-            return all(test(value) for test in tests)
-
-        return every
+        head = path_text.split(".", 1)[0]
+        cost = (LAZY_FIELD_COST if head in LAZY_FIELDS else 1.0) + path_text.count(".") * 0.25
+        cost += sum(OPERATOR_COST.get(name, 1.0) for name, _ in operations)
+        return FieldTest(path_text, getter, tuple(tests), cost)
 
     @staticmethod
     def _is_reference(text: str) -> bool:
@@ -248,13 +290,13 @@ class DetectorCompiler:
     def summary(self, text: str, where: str) -> SummaryTemplate:
         fields: dict[str, Getter] = {}
         for name in PLACEHOLDER.findall(text):
-            if name in ALERTPLACEHOLDERS or name in fields:
+            if name in ALERT_PLACEHOLDERS or name in fields:
                 continue
             try:
                 fields[name] = field_getter(name)
             except ValueError as exc:
                 raise self.fail(
-                    where, f"{{{name}}}: {exc}; alert fields: {', '.join(sorted(ALERTPLACEHOLDERS))}"
+                    where, f"{{{name}}}: {exc}; alert fields: {', '.join(sorted(ALERT_PLACEHOLDERS))}"
                 ) from None
         return SummaryTemplate(text, fields)
 

@@ -1,75 +1,87 @@
-"""Find the detectors that can match an event with at most three dict lookups, however many are loaded."""
+"""Which detectors can match an event, and their closures specialised to its API call.
+
+Detectors are keyed by the literal eventSource/eventName values their conditions require. For each
+(eventSource, eventName) met, the candidates' conditions are specialised once (see conditions.py) and the
+resulting plans cached, so a detector that cannot match an API call costs nothing for its events and
+tests on eventSource/eventName are never repeated per event.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 
-from kvs_sentinel.detectors.compiler import Detector
+from kvs_sentinel.detectors.compiler import Detector, Plan
 from kvs_sentinel.events import Event
+
+# eventName values come from the input; past this many distinct API calls the plan cache starts over.
+MAX_CACHED_CALLS = 20_000
 
 
 class DetectorIndex:
-    """Detectors keyed by the eventSource/eventName values their conditions require.
-
-    A detector constrained on both sits under each (source, name) pair; on one, under that source or name;
-    on neither, everywhere. Every lookup result is precomputed and keeps the detectors' load order.
-    """
-
     def __init__(self, detectors: Sequence[Detector]) -> None:
         self.detectors = tuple(detectors)
-        pairs: dict[tuple[str, str], list[Detector]] = defaultdict(list)
-        by_source: dict[str, list[Detector]] = defaultdict(list)
-        by_name: dict[str, list[Detector]] = defaultdict(list)
-        everywhere: list[Detector] = []
+        self._order = {detector.id: position for position, detector in enumerate(self.detectors)}
+        self._pairs: dict[tuple[str, str], list[Detector]] = defaultdict(list)
+        self._by_source: dict[str, list[Detector]] = defaultdict(list)
+        self._by_name: dict[str, list[Detector]] = defaultdict(list)
+        self._everywhere: list[Detector] = []
         for detector in self.detectors:
             sources, names = detector.event_sources, detector.event_names
             if sources is not None and names is not None:
                 for source in sources:
                     for name in names:
-                        pairs[source, name].append(detector)
+                        self._pairs[source, name].append(detector)
             elif sources is not None:
                 for source in sources:
-                    by_source[source].append(detector)
+                    self._by_source[source].append(detector)
             elif names is not None:
                 for name in names:
-                    by_name[name].append(detector)
+                    self._by_name[name].append(detector)
             else:
-                everywhere.append(detector)
-        order = {id(detector): position for position, detector in enumerate(self.detectors)}
-
-        def merged(*groups: Sequence[Detector]) -> tuple[Detector, ...]:
-            unique = {id(d): d for group in groups for d in group}
-            return tuple(sorted(unique.values(), key=lambda d: order[id(d)]))
-
-        self._everywhere = merged(everywhere)
-        self._by_source = {s: merged(found, everywhere) for s, found in by_source.items()}
-        self._by_name = {n: merged(found, everywhere) for n, found in by_name.items()}
-        exact_keys = set(pairs) | {(s, n) for s in by_source for n in by_name}
-        for source, name in {(s, n) for (s, n) in pairs}:
-            exact_keys.add((source, name))
-        self._exact = {
-            (s, n): merged(pairs.get((s, n), ()), by_source.get(s, ()), by_name.get(n, ()), everywhere)
-            for s, n in exact_keys
-        }
-        for (source, name), found in list(self._exact.items()):
-            # a pair also needs the source-only detectors' siblings reachable by source alone
-            self._by_source.setdefault(source, self._everywhere)
-            self._by_name.setdefault(name, self._everywhere)
-            self._exact[source, name] = found
+                self._everywhere.append(detector)
+        self._plans: dict[tuple[str | None, str | None], tuple[Plan, ...]] = {}
+        self._generic = {d.id: plan for d in self.detectors if (plan := d.plan()) is not None}
 
     def candidates(self, event: Event) -> tuple[Detector, ...]:
+        """Detectors whose eventSource/eventName constraints admit the event's API call, in load order."""
+        source, name = event.doc.eventSource, event.doc.eventName
+        return self.candidates_for(
+            source if type(source) is str else None, name if type(name) is str else None
+        )
+
+    def candidates_for(self, source: str | None, name: str | None) -> tuple[Detector, ...]:
+        found = {
+            detector.id: detector
+            for group in (
+                self._pairs.get((source, name), ()) if source is not None and name is not None else (),
+                self._by_source.get(source, ()) if source is not None else (),
+                self._by_name.get(name, ()) if name is not None else (),
+                self._everywhere,
+            )
+            for detector in group
+        }
+        return tuple(sorted(found.values(), key=lambda detector: self._order[detector.id]))
+
+    def plans(self, event: Event) -> tuple[Plan, ...]:
         doc = event.doc
-        source = doc.eventSource if type(doc.eventSource) is str else None
-        name = doc.eventName if type(doc.eventName) is str else None
-        found = self._exact.get((source, name))  # type: ignore[arg-type]
-        if found is not None:
-            return found
-        by_source = self._by_source.get(source) if source is not None else None
-        by_name = self._by_name.get(name) if name is not None else None
-        if by_name is None:
-            return by_source if by_source is not None else self._everywhere
-        if by_source is None:
-            return by_name
-        # source and name are both known to the index but never together: their union is small and rare
-        return tuple(sorted({*by_source, *by_name}, key=self.detectors.index))
+        source, name = doc.eventSource, doc.eventName
+        if (source is not None and type(source) is not str) or (name is not None and type(name) is not str):
+            # odd input: no specialising on values that are not names; plans built once per detector
+            return tuple(self._generic[d.id] for d in self.candidates(event) if d.id in self._generic)
+        plans = self._plans.get((source, name))
+        if plans is None:
+            plans = self._plan(source, name)
+        return plans
+
+    def _plan(self, source: str | None, name: str | None) -> tuple[Plan, ...]:
+        known = {"eventSource": source, "eventName": name}
+        plans = tuple(
+            plan
+            for detector in self.candidates_for(source, name)
+            if (plan := detector.plan(known)) is not None
+        )
+        if len(self._plans) >= MAX_CACHED_CALLS:
+            self._plans.clear()
+        self._plans[source, name] = plans
+        return plans

@@ -43,9 +43,15 @@ def compile_operator(name: str, argument: Any) -> Test:
     if factory is None:
         raise ValueError(f"unknown operator {name!r}; known: {', '.join(sorted(OPERATORS))}")
     test = factory(argument)
-    if name in SEES_ABSENT:
+    if name in SEES_ABSENT or getattr(test, "handles_lists", False):
         return test
     return _any_element(test)
+
+
+def _handles_lists(test: Test) -> Test:
+    """Mark a test that already answers for None and lists itself (saves a call per value on hot paths)."""
+    test.handles_lists = True  # type: ignore[attr-defined]
+    return test
 
 
 def _any_element(test: Test) -> Test:
@@ -57,6 +63,45 @@ def _any_element(test: Test) -> Test:
         return test(value)
 
     return guarded
+
+
+CACHE_ENTRIES = 4096
+CACHE_VALUE_LENGTH = 256
+
+
+def remembered(test: Callable[[str], bool]) -> Test:
+    """A string test with a bounded cache of its answers.
+
+    Principal ARNs, source IPs and user agents repeat across events, and a regex or CIDR test costs
+    microseconds in Python. Only short values are kept and the cache is emptied when full, so hostile
+    input can neither grow memory nor slow matching down.
+    """
+    cache: dict[str, bool] = {}
+
+    def cached(value: Any) -> bool:
+        if type(value) is not str:
+            return type(value) is list and any(cached(element) for element in value)
+        answer = cache.get(value)
+        if answer is None:
+            answer = test(value)
+            if len(value) <= CACHE_VALUE_LENGTH:
+                if len(cache) >= CACHE_ENTRIES:
+                    cache.clear()
+                cache[value] = answer
+        return answer
+
+    return _handles_lists(cached)
+
+
+def _string_test(test: Callable[[str], bool]) -> Test:
+    """A test of strings that answers for lists (any element) and other types (no) itself."""
+
+    def answer(value: Any) -> bool:
+        if type(value) is str:
+            return test(value)
+        return type(value) is list and any(type(v) is str and test(v) for v in value)
+
+    return _handles_lists(answer)
 
 
 def _strings(argument: Any, what: str) -> list[str]:
@@ -80,12 +125,17 @@ def _same(left: Any, right: Any) -> bool:
 def _eq(argument: Any) -> Test:
     if not _scalar(argument) or argument is None:
         raise ValueError(f"eq takes a string, number or boolean, got {argument!r}")
+    if type(argument) is str:
+        # Only a str equals a str, so no type checks: None and dicts are simply unequal.
+        return _handles_lists(lambda value: value == argument or (type(value) is list and argument in value))
     return lambda value: _same(value, argument)
 
 
 @operator("ieq")
 def _ieq(argument: Any) -> Test:
-    expected = _strings(argument, "ieq")[0].casefold()
+    if not isinstance(argument, str):
+        raise ValueError(f"ieq takes a string, got {argument!r} (use iin for a list)")
+    expected = argument.casefold()
     return lambda value: type(value) is str and value.casefold() == expected
 
 
@@ -96,7 +146,13 @@ def _in(argument: Any) -> Test:
     strings = frozenset(value for value in argument if type(value) is str)
     others = [value for value in argument if type(value) is not str]
     if not others:
-        return lambda value: type(value) is str and value in strings
+
+        def test(value: Any) -> bool:
+            if type(value) is str:
+                return value in strings
+            return type(value) is list and any(type(v) is str and v in strings for v in value)
+
+        return _handles_lists(test)
     return lambda value: (value in strings) if type(value) is str else any(_same(value, o) for o in others)
 
 
@@ -107,11 +163,17 @@ def _iin(argument: Any) -> Test:
 
 
 def glob_to_regex(pattern: str) -> str:
-    """IAM-style globs: `*` is any run of characters (`/` and `:` included), `?` is one character."""
-    parts = []
-    for char in pattern:
-        parts.append(".*" if char == "*" else "." if char == "?" else re.escape(char))
-    return "".join(parts)
+    """An IAM-style glob as a Python regex that runs in linear time, for `fullmatch` with DOTALL.
+
+    `*` is any run of characters (`/` and `:` included), `?` one character. Pieces between stars are
+    matched at their earliest place (which is optimal for globs) inside atomic groups `(?>.*?piece)`, so
+    the engine never backtracks into them; only the last star backtracks, once, to find the suffix.
+    """
+    pieces = ["".join("." if c == "?" else re.escape(c) for c in piece) for piece in pattern.split("*")]
+    if len(pieces) == 1:
+        return pieces[0]
+    head, *middle, tail = pieces
+    return head + "".join(f"(?>.*?{piece})" for piece in middle if piece) + ".*" + tail
 
 
 def _regex_test(pattern: str, *, full: bool) -> Test:
@@ -120,15 +182,16 @@ def _regex_test(pattern: str, *, full: bool) -> Test:
     except re2.error as exc:
         raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
     method = compiled.fullmatch if full else compiled.search
-    return lambda value: type(value) is str and method(value) is not None
+    return remembered(lambda value: method(value) is not None)
 
 
 def _glob(argument: Any, *, ignore_case: bool) -> Test:
     patterns = _strings(argument, "glob")
     if not any("*" in p or "?" in p for p in patterns):
         return _iin(patterns) if ignore_case else _in(patterns)
-    flags = "(?is)" if ignore_case else "(?s)"
-    return _regex_test(flags + "|".join(f"(?:{glob_to_regex(p)})" for p in patterns), full=True)
+    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+    fullmatch = re.compile("|".join(f"(?:{glob_to_regex(p)})" for p in patterns), flags).fullmatch
+    return remembered(lambda value: fullmatch(value) is not None)
 
 
 @operator("glob")
@@ -164,7 +227,7 @@ def _regex_nocase(argument: Any) -> Test:
 @operator("prefix")
 def _prefix(argument: Any) -> Test:
     prefixes = tuple(_strings(argument, "prefix"))
-    return lambda value: type(value) is str and value.startswith(prefixes)
+    return _string_test(lambda value: value.startswith(prefixes))
 
 
 @operator("iprefix")
@@ -176,7 +239,7 @@ def _iprefix(argument: Any) -> Test:
 @operator("suffix")
 def _suffix(argument: Any) -> Test:
     suffixes = tuple(_strings(argument, "suffix"))
-    return lambda value: type(value) is str and value.endswith(suffixes)
+    return _string_test(lambda value: value.endswith(suffixes))
 
 
 @operator("isuffix")
@@ -207,8 +270,13 @@ def _exists(argument: Any) -> Test:
 
 
 def _number(value: Any) -> float | None:
-    if type(value) is int or type(value) is float:
-        return float(value)
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:  # JSON allows integers far beyond a float's range
+            return math.inf if value > 0 else -math.inf
     if type(value) is str and len(value) < 40:
         try:
             number = float(value)
@@ -250,11 +318,15 @@ def _lte(argument: Any) -> Test:
     return _compare("lte", argument, lambda a, b: a <= b)
 
 
-@lru_cache(maxsize=8192)
 def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """An IP address, with IPv4-mapped IPv6 unwrapped; None for anything else (`AWS Internal`, DNS names)."""
     if len(text) > _MAX_IP_TEXT or not text or not (text[0].isdigit() or text[0] in ":abcdefABCDEF"):
         return None
+    return _parse_short_ip(text)
+
+
+@lru_cache(maxsize=8192)
+def _parse_short_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -275,9 +347,7 @@ def _cidr(argument: Any) -> Test:
     v4 = [(int(n.network_address), int(n.netmask)) for n in networks if n.version == 4]
     v6 = [(int(n.network_address), int(n.netmask)) for n in networks if n.version == 6]
 
-    def test(value: Any) -> bool:
-        if type(value) is not str:
-            return False
+    def test(value: str) -> bool:
         address = parse_ip(value)
         if address is None:
             return False
@@ -285,11 +355,11 @@ def _cidr(argument: Any) -> Test:
         table = v4 if address.version == 4 else v6
         return any(number & mask == network for network, mask in table)
 
-    return test
+    return remembered(test)
 
 
 @operator("is_ip")
 def _is_ip(argument: Any) -> Test:
     if not isinstance(argument, bool):
         raise ValueError(f"is_ip takes true or false, got {argument!r}")
-    return lambda value: type(value) is str and (parse_ip(value) is not None) is argument
+    return remembered(lambda value: (parse_ip(value) is not None) is argument)

@@ -24,6 +24,7 @@ from kvs_sentinel.events import RAW_LIST_DECODER, Location
 WHOLE_FILE_LIMIT = 32 * 1024 * 1024
 CHUNK = 4 * 1024 * 1024
 MAX_ELEMENT = 64 * 1024 * 1024
+LINES_PER_DOCUMENT = 256
 STDIN = "-"
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -104,7 +105,7 @@ def read_documents(name: str, whole_file_limit: int = WHOLE_FILE_LIMIT) -> Itera
 def _split_whole(buf: bytes, location: Location) -> Iterator[FileItem]:
     if buf.startswith(_BOM):
         buf = buf[len(_BOM) :]
-    if not buf.strip():
+    if not buf or buf.isspace():
         yield Skipped("empty_file", location.source)
         return
     try:
@@ -120,18 +121,30 @@ def _split_whole(buf: bytes, location: Location) -> Iterator[FileItem]:
 
 
 def _first_line_is_json(buf: bytes) -> bool:
-    """Whether the first non-blank line is a whole JSON object or array on its own (JSON Lines)."""
-    for line in buf.split(b"\n", 3)[:3]:
-        line = line.strip()
-        if line:
-            if line[:1] not in (b"{", b"["):
-                return False
-            try:
-                msgspec.json.decode(line, type=msgspec.Raw)
-            except msgspec.DecodeError:
-                return False
-            return True
+    """Whether one of the first three non-blank lines is a whole JSON object or array on its own: JSON
+    Lines (a broken first line must not hide the rest). Pretty-printed documents never have such lines."""
+    start, seen = 0, 0
+    while seen < 3:  # lines found without splitting, i.e. copying, the whole buffer
+        end = buf.find(b"\n", start)
+        line = (buf[start:] if end < 0 else buf[start:end]).strip()
+        if line and line not in (b"{}", b"[]"):
+            seen += 1
+            if _is_json_container(line):
+                return True
+        if end < 0:
+            return False
+        start = end + 1
     return False
+
+
+def _is_json_container(line: bytes) -> bool:
+    if line[:1] not in (b"{", b"["):
+        return False
+    try:
+        msgspec.json.decode(line, type=msgspec.Raw)
+    except msgspec.DecodeError:
+        return False
+    return True
 
 
 def _concatenated(buf: bytes, location: Location) -> Iterator[FileItem]:
@@ -158,10 +171,18 @@ def _concatenated(buf: bytes, location: Location) -> Iterator[FileItem]:
 
 
 def _json_lines(lines: Iterable[bytes], location: Location) -> Iterator[FileItem]:
-    source = location.source
+    """JSON Lines in batches: one Document holds up to LINES_PER_DOCUMENT lines and its first line number."""
+    batch: list[bytes] = []
+    first = 1
     for number, line in enumerate(lines, 1):
-        if line.strip():
-            yield Document(line, Location(source, number))
+        if not batch:
+            first = number
+        batch.append(line)
+        if len(batch) >= LINES_PER_DOCUMENT:
+            yield Document(batch, location, "lines", first)
+            batch = []
+    if batch:
+        yield Document(batch, location, "lines", first)
 
 
 def _split_stream(head: bytes, stream: BinaryIO, location: Location) -> Iterator[FileItem]:
@@ -240,13 +261,30 @@ def _array_tail(buf: bytes, location: Location, kind: str, index: int) -> Iterat
         if body[:-1].strip():
             yield Document(b"[" + body[:-1] + b"]", location, kind, index)
         return
-    # Truncated: keep every whole element before the break, then report it.
-    cut = _last_boundary(buf)
-    if cut is not None:
-        end, _, count = cut
+    yield from _salvage(buf, location, kind, index)
+
+
+def _salvage(buf: bytes, location: Location, kind: str, index: int) -> Iterator[FileItem]:
+    """A truncated array: keep every whole element before the break, found one by one, then report it."""
+    view = memoryview(buf)
+    position, end = 0, 0
+    count = 0
+    while True:
+        start = _WHITESPACE.match(buf, position).end()  # type: ignore[union-attr]
+        try:
+            msgspec.json.decode(view[start:], type=msgspec.Raw)
+            break  # the rest is one whole value but the array was never closed
+        except msgspec.DecodeError as exc:
+            trailing = _TRAILING.search(str(exc))
+            if trailing is None:
+                break
+            element_end = start + int(trailing.group(1)) - 1
+        if buf[element_end : element_end + 1] != b",":
+            break
+        end, position, count = element_end, element_end + 1, count + 1
+    if count:
         yield Document(b"[" + buf[:end] + b"]", location, kind, index)
-        index += count
-    yield Malformed(location.describe(index), "file ends inside the array: truncated or broken JSON")
+    yield Malformed(location.describe(index + count), "file ends inside the array: truncated or broken JSON")
 
 
 def _last_boundary(buf: bytes) -> tuple[int, int, int] | None:
@@ -257,7 +295,8 @@ def _last_boundary(buf: bytes) -> tuple[int, int, int] | None:
     sound boundary test.
     """
     position = len(buf)
-    for _ in range(_BOUNDARY_TRIES):
+    attempts = 0
+    while attempts < _BOUNDARY_TRIES:
         position = buf.rfind(b"}", 0, position)
         if position < 0:
             return None
@@ -265,9 +304,10 @@ def _last_boundary(buf: bytes) -> tuple[int, int, int] | None:
         while after < len(buf) and buf[after] in b" \t\r\n":
             after += 1
         if after < len(buf) and buf[after : after + 1] == b",":
+            attempts += 1
             try:
                 count = len(RAW_LIST_DECODER.decode(b"[" + buf[: position + 1] + b"]"))
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                 continue
             return position + 1, after + 1, count
     return None

@@ -54,6 +54,7 @@ class FileSource:
 
     async def messages(self) -> AsyncIterator[FileBatch]:
         batch: list[Document] = []
+        weight = 0  # documents, counting a JSON Lines batch as its number of lines
         count = 0
         for name in self.names:
             try:
@@ -68,11 +69,12 @@ class FileSource:
                 for item in split_documents(stream, location):
                     if type(item) is Document:
                         batch.append(item)
-                        if len(batch) >= self.batch_documents:
+                        weight += len(item.data) if item.kind == "lines" else 1
+                        if weight >= self.batch_documents:
                             position = self._progress(raw, position)
                             count += 1
                             yield FileBatch(f"batch-{count}", batch)
-                            batch = []
+                            batch, weight = [], 0
                     elif type(item) is Malformed:
                         self.stats.report_malformed(item)
                     elif type(item) is Skipped:
