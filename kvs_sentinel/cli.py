@@ -132,6 +132,8 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         progress.close()
         await sink.aclose()
     print(stats.render(), file=sys.stderr)
+    if counts.messages_failed:
+        print(f"batches failed: {counts.messages_failed} (see the errors above)", file=sys.stderr)
     if args.summary_json:
         summary = stats.as_dict() | {"messages_failed": counts.messages_failed}
         args.summary_json.write_bytes(msgspec.json.encode(summary))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -13,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from kvs_sentinel.detectors.compiler import Detector, DetectorCompiler
+from kvs_sentinel.detectors.compiler import Detector, DetectorCompiler, count_conditions
 from kvs_sentinel.detectors.spec import DetectorSpec, PackSpec
 from kvs_sentinel.errors import ConfigError
 
@@ -77,9 +78,10 @@ def substitute_env(value: Any, where: str) -> Any:
 
         return _ENV_REFERENCE.sub(lookup, value)
     if isinstance(value, list):
-        return [substitute_env(element, where) for element in value]
+        return [substitute_env(element, f"{where}[{i}]") for i, element in enumerate(value)]
     if isinstance(value, dict):
-        return {key: substitute_env(element, where) for key, element in value.items()}
+        separator = ": " if ": " not in where else "."
+        return {key: substitute_env(element, f"{where}{separator}{key}") for key, element in value.items()}
     return value
 
 
@@ -157,8 +159,15 @@ def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
     detectors: list[Detector] = []
     seen: dict[str, Path] = {}
     sources = [(pack_path, pack.detectors) for pack_path, pack in packs] + [(config_path, config.detectors)]
+    counts: Counter[str] = Counter()
+    for _, specs in sources:
+        for spec in specs:
+            count_conditions(spec.match, counts)
+            for rule in spec.escalate:
+                count_conditions(rule.when, counts)
+    repeated = frozenset(key for key, count in counts.items() if count > 1)
     for origin, specs in sources:
-        compiler = DetectorCompiler(lists, origin)
+        compiler = DetectorCompiler(lists, origin, repeated)
         for position, spec in enumerate(specs):
             if spec.id in seen:
                 raise ConfigError(
