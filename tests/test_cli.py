@@ -1,0 +1,147 @@
+"""The command line as users meet it: exit codes, one-line errors, outputs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kvs_sentinel.cli import main
+
+PACK = """
+lists:
+  watched_names: [GetMedia]
+detectors:
+  - id: test-get-media
+    title: GetMedia seen
+    severity: high
+    description: fires on every GetMedia, for these tests
+    remediation: nothing to do, this is a test
+    summary: "{principal} read media from {resource}"
+    match:
+      eventSource: kinesisvideo.amazonaws.com
+      eventName: $watched_names
+    examples:
+      - name: get media
+        expect: match
+        event: {eventSource: kinesisvideo.amazonaws.com, eventName: GetMedia, eventID: x}
+      - name: put media
+        expect: no_match
+        event: {eventSource: kinesisvideo.amazonaws.com, eventName: PutMedia, eventID: y}
+"""
+
+
+def record(name: str, event_id: str) -> dict[str, object]:
+    return {
+        "eventVersion": "1.08",
+        "eventSource": "kinesisvideo.amazonaws.com",
+        "eventName": name,
+        "eventID": event_id,
+        "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/viewer/s"},
+        "requestParameters": {"streamName": "front-door"},
+    }
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    (tmp_path / "pack.yaml").write_text(PACK)
+    path = tmp_path / "sentinel.yaml"
+    path.write_text("packs: [pack.yaml]\n")
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "a.jsonl").write_text(
+        json.dumps(record("GetMedia", "a1")) + "\n{broken\n" + json.dumps(record("PutMedia", "a2")) + "\n"
+    )
+    with gzip.open(folder / "nested" / "b.json.gz", "wt") as handle:
+        json.dump({"Records": [record("GetMedia", "b1"), record("GetMedia", "b2")]}, handle)
+    (folder / "notes.md").write_text("# not events\n")
+    return folder
+
+
+def test_replay_writes_one_alert_per_match_and_reports_the_broken_line(
+    config: Path, inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output, summary = tmp_path / "alerts.jsonl", tmp_path / "summary.json"
+    code = main(
+        ["replay", "--config", str(config), "-o", str(output), "--summary-json", str(summary), str(inputs)]
+    )
+    assert code == 0
+    alerts = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [a["event_id"] for a in alerts] == ["a1", "b1", "b2"]
+    assert (
+        alerts[0]["summary"] == "arn:aws:sts::111122223333:assumed-role/viewer/s read media from front-door"
+    )
+    counts = json.loads(summary.read_text())
+    assert counts["files_read"] == 2  # notes.md is left out of a directory walk
+    assert counts["events"] == 4
+    assert counts["events_by_form"] == {"record": 2, "records": 2}
+    assert counts["malformed"] == 1
+    assert f"{inputs / 'a.jsonl'}:2" in capsys.readouterr().err
+
+
+def test_invalid_config_exits_2_with_one_line_naming_file_and_field(tmp_path: Path) -> None:
+    (tmp_path / "pack.yaml").write_text(PACK.replace("severity: high", "severity: severe"))
+    (tmp_path / "sentinel.yaml").write_text("packs: [pack.yaml]\n")
+    result = run_cli("validate", "--config", str(tmp_path / "sentinel.yaml"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "pack.yaml" in lines[0]
+    assert "detectors[0] (test-get-media).severity" in lines[0]
+
+
+def test_replay_exits_2_when_no_input_can_be_read(config: Path, tmp_path: Path) -> None:
+    result = run_cli("replay", "--config", str(config), str(tmp_path / "missing.json"))
+    assert result.returncode == 2
+    assert "no input could be read" in result.stderr
+
+
+def test_replay_completes_when_only_some_inputs_are_unreadable(
+    config: Path, inputs: Path, tmp_path: Path
+) -> None:
+    result = run_cli("replay", "--config", str(config), str(tmp_path / "missing.json"), str(inputs))
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == 3
+
+
+def test_replay_reads_stdin(config: Path) -> None:
+    body = json.dumps({"Records": [record("GetMedia", "s1")]})
+    result = run_cli("replay", "--config", str(config), "-", stdin=body)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["event_id"] == "s1"
+
+
+def test_validate_accepts_the_shipped_config() -> None:
+    result = run_cli("validate")
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+
+
+def test_test_command_passes_good_examples_and_fails_wrong_ones(config: Path, tmp_path: Path) -> None:
+    assert main(["test", "--config", str(config)]) == 0
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(PACK.replace("expect: no_match", "expect: match"))
+    result = run_cli("test", str(wrong))
+    assert result.returncode == 1
+    assert "FAIL test-get-media :: put media [record]" in result.stdout
+    assert "4 passed, 4 failed" in result.stdout
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kvs_sentinel", "--log-format", "json", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
