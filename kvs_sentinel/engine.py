@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 import structlog
 
 from kvs_sentinel.alerts import Alert, build_alert
-from kvs_sentinel.detectors.compiler import Detector
+from kvs_sentinel.detectors.compiler import Detector, Plan
 from kvs_sentinel.detectors.index import DetectorIndex
-from kvs_sentinel.envelopes import Document, LogFileRef, Malformed, Skipped, items_of
-from kvs_sentinel.events import Event
+from kvs_sentinel.envelopes import (
+    CLOUDTRAIL_DETAIL_TYPES,
+    Document,
+    Item,
+    LogFileRef,
+    Malformed,
+    Skipped,
+    as_doc,
+    items_of,
+    normalise,
+)
+from kvs_sentinel.events import DOC_DECODER, Doc, Event, Location
 from kvs_sentinel.stats import RunStats
 
 log = structlog.get_logger("kvs_sentinel.engine")
@@ -27,9 +38,9 @@ class Engine:
     def detectors(self) -> tuple[Detector, ...]:
         return self.index.detectors
 
-    def evaluate(self, event: Event) -> list[Alert]:
+    def evaluate(self, event: Event, plans: tuple[Plan, ...] | None = None) -> list[Alert]:
         alerts: list[Alert] = []
-        for plan in self.index.plans(event):
+        for plan in self.index.plans(event) if plans is None else plans:
             if plan.predicate(event):
                 severity, because = plan.severity_for(event)
                 alerts.append(build_alert(plan.detector, event, severity, because))
@@ -58,24 +69,62 @@ class Processor:
 
     def process(self, document: Document, outcome: Outcome | None = None) -> Outcome:
         outcome = outcome or Outcome()
+        if document.kind == "lines":
+            self._lines(document, outcome)
+        else:
+            self._items(items_of(document), outcome)
+        return outcome
+
+    def _lines(self, document: Document, outcome: Outcome) -> None:
+        """JSON Lines, the bulk of large replays: a bare or EventBridge record becomes an Event only when
+        some detector applies to its API call. Anything else takes the general path, line by line."""
+        plans_for = self.engine.index.plans_for
+        decode = DOC_DECODER.decode
+        location = document.location
+        counts = {"record": 0, "eventbridge": 0}
+        lines: list[bytes] = document.data  # type: ignore[assignment]
+        for number, line in enumerate(lines, document.start):
+            try:
+                doc = decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                if line.strip():
+                    self._items(normalise(line, Location(location.source, number)), outcome)
+                continue
+            envelope = None
+            if type(doc) is Doc and doc.eventSource is not None and doc.s3 is None:
+                form = "record"
+            elif (
+                type(doc) is Doc
+                and type(doc.detail_type) is str
+                and doc.detail_type in CLOUDTRAIL_DETAIL_TYPES
+            ):
+                envelope, doc = doc, as_doc(doc.detail) if doc.detail else None
+                form = "eventbridge"
+            else:
+                self._items(normalise(line, Location(location.source, number)), outcome)
+                continue
+            if doc is None:
+                self._items(normalise(line, Location(location.source, number)), outcome)
+                continue
+            counts[form] += 1
+            source, name = doc.eventSource, doc.eventName
+            if (source is None or type(source) is str) and (name is None or type(name) is str):
+                plans = plans_for(source, name)
+                if plans:
+                    self._evaluate(Event(doc, form, location, None, envelope, number), outcome, plans)
+            else:
+                self._evaluate(Event(doc, form, location, None, envelope, number), outcome, None)
+        events = self.stats.events_by_form
+        for form, count in counts.items():
+            if count:
+                events[form] += count
+
+    def _items(self, items: Iterable[Item], outcome: Outcome) -> None:
         stats = self.stats
-        evaluate = self.engine.evaluate
-        events = stats.events_by_form
-        for item in items_of(document):
+        for item in items:
             if type(item) is Event:
-                events[item.form] += 1
-                try:
-                    alerts = evaluate(item)
-                except Exception as exc:  # a detector bug must not lose the other events
-                    stats.detector_errors += 1
-                    log.error(
-                        "detector_failed", where=item.where(), event_id=str(item.doc.eventID), error=repr(exc)
-                    )
-                    continue
-                if alerts:
-                    outcome.alerts.extend(alerts)
-                    for alert in alerts:
-                        stats.alerts_by_detector[alert.detector] += 1
+                stats.events_by_form[item.form] += 1
+                self._evaluate(item, outcome, None)
             elif type(item) is Skipped:
                 stats.skipped[item.reason] += 1
             elif type(item) is Malformed:
@@ -83,4 +132,17 @@ class Processor:
                 stats.report_malformed(item)
             elif type(item) is LogFileRef:
                 outcome.log_files.append(item)
-        return outcome
+
+    def _evaluate(self, event: Event, outcome: Outcome, plans: tuple[Plan, ...] | None) -> None:
+        try:
+            alerts = self.engine.evaluate(event, plans)
+        except Exception as exc:  # a detector bug must not lose the other events
+            self.stats.detector_errors += 1
+            log.error(
+                "detector_failed", where=event.where(), event_id=str(event.doc.eventID), error=repr(exc)
+            )
+            return
+        if alerts:
+            outcome.alerts.extend(alerts)
+            for alert in alerts:
+                self.stats.alerts_by_detector[alert.detector] += 1

@@ -87,29 +87,12 @@ def items_of(document: Document) -> Iterator[Item]:
 
 
 def _lines(document: Document) -> Iterator[Item]:
-    """The hot path of JSON Lines: bare records and EventBridge records need no per-line objects."""
-    location = document.location
-    decode = DOC_DECODER.decode
+    # The Processor has its own fast path for JSON Lines; this one serves tools and tests.
+    source = document.location.source
     lines: list[bytes] = document.data  # type: ignore[assignment]
     for number, line in enumerate(lines, document.start):
-        try:
-            parsed = decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            if line.strip():
-                yield from normalise(line, Location(location.source, number))
-            continue
-        if type(parsed) is Doc:
-            if parsed.eventSource is not None and parsed.s3 is None:
-                yield Event(parsed, "record", location, None, line=number)
-                continue
-            if type(parsed.detail_type) is str and parsed.detail_type in CLOUDTRAIL_DETAIL_TYPES:
-                inner = _as_doc(parsed.detail) if parsed.detail else None
-                if inner is not None:
-                    yield Event(inner, "eventbridge", location, None, parsed, number)
-                    continue
-            yield from classify(parsed, Location(location.source, number), None)
-        else:
-            yield from normalise(line, Location(location.source, number))
+        if line.strip():
+            yield from normalise(line, Location(source, number))
 
 
 def _array_chunk(document: Document) -> Iterator[Item]:
@@ -202,7 +185,7 @@ def _records(raw: msgspec.Raw | bytes, location: Location, via: str, start: int 
         except msgspec.ValidationError:
             yield Malformed(location.describe(), "`Records` is not a list")
             return
-        docs = [_as_doc(element) for element in raws]
+        docs = [as_doc(element) for element in raws]
     for position, doc in enumerate(docs, start):
         if doc is None:
             yield Malformed(location.describe(position), "record is not a JSON object")
@@ -214,7 +197,7 @@ def _records(raw: msgspec.Raw | bytes, location: Location, via: str, start: int 
             yield Malformed(location.describe(position), "record has neither eventSource nor eventName")
 
 
-def _as_doc(raw: msgspec.Raw) -> Doc | None:
+def as_doc(raw: msgspec.Raw) -> Doc | None:
     try:
         parsed = DOC_DECODER.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
@@ -226,7 +209,7 @@ def _eventbridge(doc: Doc, location: Location, index: int | None, via: str) -> I
     if not isinstance(doc.detail_type, str):
         yield Malformed(location.describe(index), "EventBridge `detail-type` is not a string")
     elif doc.detail_type in CLOUDTRAIL_DETAIL_TYPES:
-        inner = _as_doc(doc.detail) if doc.detail else None
+        inner = as_doc(doc.detail) if doc.detail else None
         if inner is None:
             yield Malformed(location.describe(index), "EventBridge CloudTrail event has no `detail` object")
         else:

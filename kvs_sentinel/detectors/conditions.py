@@ -8,14 +8,13 @@ evaluated once per event (`memo_key`).
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kvs_sentinel.detectors.checks import CompiledCheck
 from kvs_sentinel.detectors.operators import Test
-from kvs_sentinel.events import EAGER_FIELDS, Event, Getter, dig
+from kvs_sentinel.events import Event, Getter, field_reader
 
 Predicate = Callable[[Event], bool]
 
@@ -37,7 +36,7 @@ class FieldTest:
 
 
 @dataclass(frozen=True, eq=False)
-class AllOf:
+class _Group:
     children: tuple[Node, ...]
     memo_key: str | None = None
     cost: float = field(init=False)
@@ -46,14 +45,12 @@ class AllOf:
         object.__setattr__(self, "cost", sum(child.cost for child in self.children))
 
 
-@dataclass(frozen=True, eq=False)
-class AnyOf:
-    children: tuple[Node, ...]
-    memo_key: str | None = None
-    cost: float = field(init=False)
+class AllOf(_Group):
+    """Every child holds."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cost", sum(child.cost for child in self.children))
+
+class AnyOf(_Group):
+    """Some child holds."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,50 +157,10 @@ def _build(node: Node) -> Predicate:
 
 
 def _field_predicate(node: FieldTest) -> Predicate:
-    getter = node.getter
     if len(node.tests) == 1:
-        (test,) = node.tests
-        fused = _fused(node.path, test)
-        if fused is not None:
-            return fused
-        return lambda event: test(getter(event))
+        return field_reader(node.path, node.tests[0])
     tests = node.tests
-
-    def every(event: Event) -> bool:
-        value = getter(event)
-        return all(test(value) for test in tests)
-
-    return every
-
-
-def _fused(path: str, test: Test) -> Predicate | None:
-    """Value lookup and test in one closure for the common shapes (one Python call per test, not four)."""
-    head, *keys = path.split(".")
-    if head not in EAGER_FIELDS or len(keys) > 2:
-        return None
-    attribute = operator.attrgetter("doc." + head)
-    if not keys:
-        return lambda event: test(attribute(event))
-    path_keys = tuple(keys)
-    if len(keys) == 1:
-        (first,) = keys
-
-        def one(event: Event) -> bool:
-            value = attribute(event)
-            return test(value.get(first) if type(value) is dict else dig(value, path_keys))
-
-        return one
-    first, second = keys
-
-    def two(event: Event) -> bool:
-        value = attribute(event)
-        if type(value) is dict:
-            inner = value.get(first)
-            if type(inner) is dict:
-                return test(inner.get(second))
-        return test(dig(value, path_keys))
-
-    return two
+    return field_reader(node.path, lambda value: all(test(value) for test in tests))
 
 
 def all_of(predicates: Sequence[Predicate]) -> Predicate:

@@ -69,6 +69,10 @@ class DetectorIndex:
         if (source is not None and type(source) is not str) or (name is not None and type(name) is not str):
             # odd input: no specialising on values that are not names; plans built once per detector
             return tuple(self._generic[d.id] for d in self.candidates(event) if d.id in self._generic)
+        return self.plans_for(source, name)
+
+    def plans_for(self, source: str | None, name: str | None) -> tuple[Plan, ...]:
+        """The plans for one API call (strings or None only), built on first use and cached."""
         plans = self._plans.get((source, name))
         if plans is None:
             plans = self._plan(source, name)
