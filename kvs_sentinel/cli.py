@@ -125,7 +125,8 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     except DeliveryError as exc:
         print(f"kvs-sentinel: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    pipeline = Pipeline(source, Processor(Engine(loaded.detectors), stats), [sink])
+    # one worker keeps alerts in input order; a short queue keeps streamed chunks from piling up
+    pipeline = Pipeline(source, Processor(Engine(loaded.detectors), stats), [sink], workers=1, queue_size=2)
     try:
         counts = await pipeline.run()
     finally:

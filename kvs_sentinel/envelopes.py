@@ -174,19 +174,14 @@ def classify(
 def _records(raw: msgspec.Raw | bytes, location: Location, via: str, start: int = 0) -> Iterator[Item]:
     form = via + "records"
     try:
-        docs: list[Doc | None] = list(DOC_LIST_DECODER.decode(raw))
-    except RecursionError:
-        yield Malformed(location.describe(start), "JSON nested too deeply")
+        elements = RAW_LIST_DECODER.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        yield Malformed(location.describe(), "`Records` is not a list")
         return
-    except msgspec.ValidationError:
-        # Some element is not an object: decode one by one so only that element is lost.
-        try:
-            raws = RAW_LIST_DECODER.decode(raw)
-        except msgspec.ValidationError:
-            yield Malformed(location.describe(), "`Records` is not a list")
-            return
-        docs = [as_doc(element) for element in raws]
-    for position, doc in enumerate(docs, start):
+    # One by one, not as one list of records: a bad element costs only itself, and only one decoded
+    # record is alive at a time (decoding 100k at once keeps 100k dicts for the GC to walk, again and again).
+    for position, element in enumerate(elements, start):
+        doc = as_doc(element)
         if doc is None:
             yield Malformed(location.describe(position), "record is not a JSON object")
         elif doc.eventSource == "aws:s3" and doc.s3 is not None:

@@ -21,7 +21,8 @@ from kvs_sentinel.envelopes import Document, Malformed, Skipped
 from kvs_sentinel.errors import InputError
 from kvs_sentinel.events import RAW_LIST_DECODER, Location
 
-WHOLE_FILE_LIMIT = 32 * 1024 * 1024
+# Bigger files stream; most CloudTrail log files are well under this once gunzipped.
+WHOLE_FILE_LIMIT = 8 * 1024 * 1024
 CHUNK = 4 * 1024 * 1024
 MAX_ELEMENT = 64 * 1024 * 1024
 LINES_PER_DOCUMENT = 256

@@ -17,6 +17,7 @@ from kvs_sentinel.stats import RunStats
 log = structlog.get_logger("kvs_sentinel.replay")
 
 BATCH_DOCUMENTS = 256
+TYPICAL_EVENT_BYTES = 1500
 
 
 @dataclass
@@ -54,7 +55,7 @@ class FileSource:
 
     async def messages(self) -> AsyncIterator[FileBatch]:
         batch: list[Document] = []
-        weight = 0  # documents, counting a JSON Lines batch as its number of lines
+        weight = 0  # about how many events the batch holds: its memory bound
         count = 0
         for name in self.names:
             try:
@@ -69,7 +70,7 @@ class FileSource:
                 for item in split_documents(stream, location):
                     if type(item) is Document:
                         batch.append(item)
-                        weight += len(item.data) if item.kind == "lines" else 1
+                        weight += _weight(item)
                         if weight >= self.batch_documents:
                             position = self._progress(raw, position)
                             count += 1
@@ -100,3 +101,10 @@ class FileSource:
 
     async def aclose(self) -> None:
         return None
+
+
+def _weight(document: Document) -> int:
+    """About how many events a document holds, without decoding it (streamed chunks are megabytes)."""
+    if document.kind == "lines":
+        return len(document.data)
+    return 1 + len(document.data) // TYPICAL_EVENT_BYTES
