@@ -19,8 +19,11 @@ from kvs_sentinel.envelopes import (
     Malformed,
     Skipped,
     as_doc,
+    is_record,
     items_of,
     normalise,
+    record_element,
+    records_of,
 )
 from kvs_sentinel.events import DOC_DECODER, Doc, Event, Location
 from kvs_sentinel.stats import RunStats
@@ -71,17 +74,23 @@ class Processor:
         outcome = outcome or Outcome()
         if document.kind == "lines":
             self._lines(document, outcome)
+        elif document.kind == "records":
+            self._records(document.data, document.location, document.start, outcome)  # type: ignore[arg-type]
+        elif document.kind == "document" and (records := _records_field(document.data)) is not None:
+            self._records(records, document.location, 0, outcome)
         else:
             self._items(items_of(document), outcome)
         return outcome
 
+    # The two fast paths below cover the bulk of large replays and of S3 log files: a bare, EventBridge or
+    # Records record is counted, and becomes an Event only when some detector applies to its API call.
+    # Anything unusual takes the general path of envelopes.py, element by element.
+
     def _lines(self, document: Document, outcome: Outcome) -> None:
-        """JSON Lines, the bulk of large replays: a bare or EventBridge record becomes an Event only when
-        some detector applies to its API call. Anything else takes the general path, line by line."""
-        plans_for = self.engine.index.plans_for
         decode = DOC_DECODER.decode
+        plans_for = self.engine.index.plans_for
         location = document.location
-        counts = {"record": 0, "eventbridge": 0}
+        bare = 0
         lines: list[bytes] = document.data  # type: ignore[assignment]
         for number, line in enumerate(lines, document.start):
             try:
@@ -90,34 +99,53 @@ class Processor:
                 if line.strip():
                     self._items(normalise(line, Location(location.source, number)), outcome)
                 continue
-            envelope = None
             if type(doc) is Doc and doc.eventSource is not None and doc.s3 is None:
-                form = "record"
+                bare += 1
+                source, name = doc.eventSource, doc.eventName
+                if type(source) is str and type(name) is str:
+                    plans = plans_for(source, name)
+                    if plans:
+                        self._evaluate(Event(doc, "record", location, None, None, number), outcome, plans)
+                else:
+                    self._evaluate(Event(doc, "record", location, None, None, number), outcome, None)
             elif (
                 type(doc) is Doc
                 and type(doc.detail_type) is str
                 and doc.detail_type in CLOUDTRAIL_DETAIL_TYPES
             ):
-                envelope, doc = doc, as_doc(doc.detail) if doc.detail else None
-                form = "eventbridge"
+                inner = as_doc(doc.detail) if doc.detail else None
+                if inner is not None:
+                    self.stats.events_by_form["eventbridge"] += 1
+                    self._evaluate(Event(inner, "eventbridge", location, None, doc, number), outcome, None)
+                else:
+                    self._items(normalise(line, Location(location.source, number)), outcome)
             else:
                 self._items(normalise(line, Location(location.source, number)), outcome)
-                continue
-            if doc is None:
-                self._items(normalise(line, Location(location.source, number)), outcome)
-                continue
-            counts[form] += 1
-            source, name = doc.eventSource, doc.eventName
-            if (source is None or type(source) is str) and (name is None or type(name) is str):
-                plans = plans_for(source, name)
-                if plans:
-                    self._evaluate(Event(doc, form, location, None, envelope, number), outcome, plans)
+        if bare:
+            self.stats.events_by_form["record"] += bare
+
+    def _records(self, raw: bytes | msgspec.Raw, location: Location, start: int, outcome: Outcome) -> None:
+        elements = records_of(raw)
+        if elements is None:
+            self._items(items_of(Document(bytes(raw), location, "records", start)), outcome)
+            return
+        plans_for = self.engine.index.plans_for
+        records = 0
+        for position, element in enumerate(elements, start):
+            doc = as_doc(element)
+            if doc is not None and doc.eventSource is not None and doc.s3 is None:
+                records += 1
+                source, name = doc.eventSource, doc.eventName
+                if type(source) is str and type(name) is str:
+                    plans = plans_for(source, name)
+                    if plans:
+                        self._evaluate(Event(doc, "records", location, position), outcome, plans)
+                else:
+                    self._evaluate(Event(doc, "records", location, position), outcome, None)
             else:
-                self._evaluate(Event(doc, form, location, None, envelope, number), outcome, None)
-        events = self.stats.events_by_form
-        for form, count in counts.items():
-            if count:
-                events[form] += count
+                self._items(record_element(doc, "records", location, position), outcome)
+        if records:
+            self.stats.events_by_form["records"] += records
 
     def _items(self, items: Iterable[Item], outcome: Outcome) -> None:
         stats = self.stats
@@ -146,3 +174,14 @@ class Processor:
             outcome.alerts.extend(alerts)
             for alert in alerts:
                 self.stats.alerts_by_detector[alert.detector] += 1
+
+
+def _records_field(data: object) -> msgspec.Raw | None:
+    """The `Records` array of a CloudTrail log file document, undecoded; None for any other document."""
+    try:
+        parsed = DOC_DECODER.decode(data)  # type: ignore[arg-type]
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    if type(parsed) is Doc and parsed.Records and not is_record(parsed):
+        return parsed.Records
+    return None

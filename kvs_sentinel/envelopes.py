@@ -173,23 +173,34 @@ def classify(
 
 def _records(raw: msgspec.Raw | bytes, location: Location, via: str, start: int = 0) -> Iterator[Item]:
     form = via + "records"
-    try:
-        elements = RAW_LIST_DECODER.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+    elements = records_of(raw)
+    if elements is None:
         yield Malformed(location.describe(), "`Records` is not a list")
         return
     # One by one, not as one list of records: a bad element costs only itself, and only one decoded
     # record is alive at a time (decoding 100k at once keeps 100k dicts for the GC to walk, again and again).
     for position, element in enumerate(elements, start):
-        doc = as_doc(element)
-        if doc is None:
-            yield Malformed(location.describe(position), "record is not a JSON object")
-        elif doc.eventSource == "aws:s3" and doc.s3 is not None:
-            yield from _s3_notification(doc, location, position)
-        elif is_record(doc) or doc.eventName is not None:
-            yield Event(doc, form, location, position)
-        else:
-            yield Malformed(location.describe(position), "record has neither eventSource nor eventName")
+        yield from record_element(as_doc(element), form, location, position)
+
+
+def records_of(raw: msgspec.Raw | bytes) -> list[msgspec.Raw] | None:
+    """The elements of a `Records` array, undecoded; None if it is not an array."""
+    try:
+        return RAW_LIST_DECODER.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+
+
+def record_element(doc: Doc | None, form: str, location: Location, position: int) -> Iterator[Item]:
+    """What one element of a `Records` array is: a record, an S3 notification, or malformed."""
+    if doc is None:
+        yield Malformed(location.describe(position), "record is not a JSON object")
+    elif doc.eventSource == "aws:s3" and doc.s3 is not None:
+        yield from _s3_notification(doc, location, position)
+    elif is_record(doc) or doc.eventName is not None:
+        yield Event(doc, form, location, position)
+    else:
+        yield Malformed(location.describe(position), "record has neither eventSource nor eventName")
 
 
 def as_doc(raw: msgspec.Raw) -> Doc | None:

@@ -251,16 +251,19 @@ class DetectorCompiler:
         else:
             operations = [("eq", spec)]
         tests = []
+        resolved = []
         for name, argument in operations:
             where = f"{here}.{name}" if isinstance(spec, dict) else here
             try:
-                tests.append(compile_operator(name, self.resolve(argument, where)))
+                value = self.resolve(argument, where)
+                tests.append(compile_operator(name, value))
             except ValueError as exc:
                 raise self.fail(where, str(exc)) from None
+            resolved.append((name, value))
         head = path_text.split(".", 1)[0]
         cost = (LAZY_FIELD_COST if head in LAZY_FIELDS else 1.0) + path_text.count(".") * 0.25
         cost += sum(OPERATOR_COST.get(name, 1.0) for name, _ in operations)
-        return FieldTest(path_text, getter, tuple(tests), cost)
+        return FieldTest(path_text, getter, tuple(tests), cost, None, tuple(resolved))
 
     @staticmethod
     def _is_reference(text: str) -> bool:

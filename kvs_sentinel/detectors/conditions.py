@@ -1,20 +1,20 @@
-"""Compiled conditions: a small tree, turned into closures, and specialised per (eventSource, eventName).
+"""Compiled conditions: a small tree, specialised per (eventSource, eventName), then turned into code.
 
 The tree exists so that conditions on eventSource and eventName can be decided once per API call instead
 of once per event: `specialise` replaces them with constants and simplifies, and `build` turns what is
-left into plain closures, cheapest test first. A costly sub-condition that several detectors share is
-evaluated once per event (`memo_key`).
+left into one generated function, cheapest test first. A costly sub-condition that several detectors
+share is evaluated once per event (`memo_key`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kvs_sentinel.detectors.checks import CompiledCheck
 from kvs_sentinel.detectors.operators import Test
-from kvs_sentinel.events import Event, Getter, field_reader
+from kvs_sentinel.events import Event, Getter
 
 Predicate = Callable[[Event], bool]
 
@@ -33,6 +33,7 @@ class FieldTest:
     tests: tuple[Test, ...]
     cost: float
     memo_key: str | None = None
+    operations: tuple[tuple[str, Any], ...] = ()  # (operator, resolved argument), for code generation
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,7 +88,7 @@ def with_memo(node: Node, key: str) -> Node:
         return node
     clone: Node
     if isinstance(node, FieldTest):
-        clone = FieldTest(node.path, node.getter, node.tests, node.cost, key)
+        clone = FieldTest(node.path, node.getter, node.tests, node.cost, key, node.operations)
     elif isinstance(node, AllOf):
         clone = AllOf(node.children, key)
     elif isinstance(node, AnyOf):
@@ -133,63 +134,7 @@ def specialise(node: Node, known: dict[str, Any]) -> Node:
 
 
 def build(node: Node) -> Predicate:
-    """Closures for the tree: children cheapest first, memoised where marked."""
-    predicate = _build(node)
-    if node.memo_key is None:
-        return predicate
-    key = node.memo_key
-    return lambda event: event.remember(key, predicate)
+    """The condition as one generated function (see codegen.py)."""
+    from kvs_sentinel.detectors.codegen import generate
 
-
-def _build(node: Node) -> Predicate:
-    if isinstance(node, Const):
-        value = node.value
-        return lambda event: value
-    if isinstance(node, FieldTest):
-        return _field_predicate(node)
-    if isinstance(node, NotOf):
-        inner = build(node.child)
-        return lambda event: not inner(event)
-    if isinstance(node, CheckCall):
-        return node.check
-    ordered = [build(child) for child in sorted(node.children, key=lambda child: child.cost)]
-    return all_of(ordered) if isinstance(node, AllOf) else any_of(ordered)
-
-
-def _field_predicate(node: FieldTest) -> Predicate:
-    if len(node.tests) == 1:
-        return field_reader(node.path, node.tests[0])
-    tests = node.tests
-    return field_reader(node.path, lambda value: all(test(value) for test in tests))
-
-
-def all_of(predicates: Sequence[Predicate]) -> Predicate:
-    if len(predicates) == 1:
-        return predicates[0]
-    if len(predicates) == 2:
-        first, second = predicates
-        return lambda event: first(event) and second(event)
-
-    def every(event: Event) -> bool:
-        for predicate in predicates:
-            if not predicate(event):
-                return False
-        return True
-
-    return every
-
-
-def any_of(predicates: Sequence[Predicate]) -> Predicate:
-    if len(predicates) == 1:
-        return predicates[0]
-    if len(predicates) == 2:
-        first, second = predicates
-        return lambda event: first(event) or second(event)
-
-    def some(event: Event) -> bool:
-        for predicate in predicates:
-            if predicate(event):
-                return True
-        return False
-
-    return some
+    return generate(node)

@@ -113,7 +113,7 @@ def _split_whole(buf: bytes, location: Location) -> Iterator[FileItem]:
         msgspec.json.decode(buf, type=msgspec.Raw)
     except msgspec.DecodeError as exc:
         if _first_line_is_json(buf):
-            yield from _json_lines(buf.split(b"\n"), location)
+            yield from _json_lines([buf.split(b"\n")], location)
             return
         if _TRAILING.search(str(exc)):
             yield from _concatenated(buf, location)
@@ -171,19 +171,14 @@ def _concatenated(buf: bytes, location: Location) -> Iterator[FileItem]:
         position = end
 
 
-def _json_lines(lines: Iterable[bytes], location: Location) -> Iterator[FileItem]:
-    """JSON Lines in batches: one Document holds up to LINES_PER_DOCUMENT lines and its first line number."""
-    batch: list[bytes] = []
-    first = 1
-    for number, line in enumerate(lines, 1):
-        if not batch:
-            first = number
-        batch.append(line)
-        if len(batch) >= LINES_PER_DOCUMENT:
-            yield Document(batch, location, "lines", first)
-            batch = []
-    if batch:
-        yield Document(batch, location, "lines", first)
+def _json_lines(chunks: Iterable[list[bytes]], location: Location) -> Iterator[FileItem]:
+    """JSON Lines in batches: a Document holds up to LINES_PER_DOCUMENT lines and its first line number."""
+    number = 1
+    for lines in chunks:
+        for offset in range(0, len(lines), LINES_PER_DOCUMENT):
+            batch = lines[offset : offset + LINES_PER_DOCUMENT]
+            yield Document(batch, location, "lines", number)
+            number += len(batch)
 
 
 def _split_stream(head: bytes, stream: BinaryIO, location: Location) -> Iterator[FileItem]:
@@ -207,12 +202,13 @@ def _split_stream(head: bytes, stream: BinaryIO, location: Location) -> Iterator
     )
 
 
-def _stream_lines(head: bytes, stream: BinaryIO, location: Location) -> Iterator[bytes]:
+def _stream_lines(head: bytes, stream: BinaryIO, location: Location) -> Iterator[list[bytes]]:
+    """The lines of a stream, a chunk's worth at a time (the last, partial line waits for the next chunk)."""
     pending = head
     while True:
         lines = pending.split(b"\n")
         pending = lines.pop()
-        yield from lines
+        yield lines
         more = stream.read(CHUNK)
         if not more:
             break
@@ -220,7 +216,7 @@ def _stream_lines(head: bytes, stream: BinaryIO, location: Location) -> Iterator
             raise OSError(f"a line longer than {MAX_ELEMENT // 2**20} MiB near the end of {location.source}")
         pending += more
     if pending:
-        yield pending
+        yield [pending]
 
 
 def _stream_array(buf: bytes, stream: BinaryIO, location: Location, kind: str) -> Iterator[FileItem]:

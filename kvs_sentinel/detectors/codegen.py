@@ -1,0 +1,126 @@
+"""Turn a condition tree into one flat Python function, once per detector and API call.
+
+Nested closures cost a Python call per node; here a whole condition becomes one `and`/`or` expression
+with field lookups inline and compiled tests bound as constants, so a typical detector runs in one or two
+calls. Only code we generate is executed: names are generated, every value from YAML is a bound constant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kvs_sentinel.detectors.conditions import (
+    AllOf,
+    AnyOf,
+    CheckCall,
+    Const,
+    FieldTest,
+    Node,
+    NotOf,
+    Predicate,
+)
+from kvs_sentinel.events import LAZY_FIELDS, Event, dig
+
+
+def generate(node: Node) -> Predicate:
+    writer = _Writer()
+    expression = writer.node(node)
+    source = f"def predicate(event):\n    doc = event.doc\n    return {expression}\n"
+    namespace: dict[str, Any] = {"_dig": dig, **writer.constants}
+    exec(compile(source, f"<detector condition: {expression[:60]}>", "exec"), namespace)
+    predicate: Predicate = namespace["predicate"]
+    return predicate
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.constants: dict[str, Any] = {}
+        self._names = 0
+
+    def bind(self, value: Any) -> str:
+        name = f"_k{len(self.constants)}"
+        self.constants[name] = value
+        return name
+
+    def fresh(self) -> str:
+        self._names += 1
+        return f"_v{self._names}"
+
+    def node(self, node: Node) -> str:
+        if node.memo_key is not None:
+            # evaluated once per event, whichever detector asks first
+            inner = generate(_without_memo(node))
+            return f"event.remember({self.bind(node.memo_key)}, {self.bind(inner)})"
+        if isinstance(node, Const):
+            return "True" if node.value else "False"
+        if isinstance(node, FieldTest):
+            return self.field(node)
+        if isinstance(node, NotOf):
+            return f"(not {self.node(node.child)})"
+        if isinstance(node, CheckCall):
+            return f"{self.bind(node.check)}(event)"
+        joiner = " and " if isinstance(node, AllOf) else " or "
+        children = sorted(node.children, key=lambda child: child.cost)
+        return "(" + joiner.join(self.node(child) for child in children) + ")"
+
+    def field(self, node: FieldTest) -> str:
+        value = self.fetch(node.path)
+        if len(node.tests) != 1:
+            tests = node.tests
+            return f"{self.bind(lambda v: all(test(v) for test in tests))}({value})"
+        inline = self.inline_test(node, value)
+        return inline if inline is not None else f"{self.bind(node.tests[0])}({value})"
+
+    def fetch(self, path: str) -> str:
+        """An expression for the value at `path`: dict lookups, `_dig` when the path meets a non-dict."""
+        head, *keys = path.split(".")
+        top = f"event.lazy({head!r})" if head in LAZY_FIELDS else f"doc.{head}"
+        if not keys:
+            return top
+        whole = self.bind(tuple(keys))
+        outer = self.fresh()
+        if len(keys) == 1:
+            return f"({outer}.get({keys[0]!r}) if type({outer} := {top}) is dict else _dig({outer}, {whole}))"
+        if len(keys) == 2:
+            inner = self.fresh()
+            return (
+                f"(({inner}.get({keys[1]!r}) if type({inner} := {outer}.get({keys[0]!r})) is dict "
+                f"else _dig({outer}, {whole})) if type({outer} := {top}) is dict else _dig({outer}, {whole}))"
+            )
+        return f"_dig({top}, {whole})"
+
+    def inline_test(self, node: FieldTest, value: str) -> str | None:
+        """eq/in on strings and exists, written out; other operators call their compiled test."""
+        if len(node.operations) != 1:
+            return None
+        name, argument = node.operations[0]
+        if name == "exists" and isinstance(argument, bool):
+            return f"({value} is not None)" if argument else f"({value} is None)"
+        held = self.fresh()
+        if name == "eq" and isinstance(argument, str):
+            constant = self.bind(argument)
+            equal = f"({held} := {value}) == {constant}"
+            return f"({equal} or (type({held}) is list and {constant} in {held}))"
+        if name == "in" and isinstance(argument, list) and all(isinstance(a, str) for a in argument):
+            constant = self.bind(frozenset(argument))
+            # the condition of `a if c else b` runs first, so the value is taken there
+            return (
+                f"({held} in {constant} if type({held} := {value}) is str "
+                f"else (type({held}) is list and any(type(_e) is str and _e in {constant} for _e in {held})))"
+            )
+        return None
+
+
+def _without_memo(node: Node) -> Node:
+    if isinstance(node, FieldTest):
+        return FieldTest(node.path, node.getter, node.tests, node.cost, None, node.operations)
+    if isinstance(node, AllOf | AnyOf):
+        return type(node)(node.children)
+    if isinstance(node, NotOf):
+        return NotOf(node.child)
+    if isinstance(node, CheckCall):
+        return CheckCall(node.check, node.cost)
+    return node
+
+
+__all__ = ["Event", "generate"]
