@@ -18,9 +18,10 @@ from kvs_sentinel.envelopes import Document
 from kvs_sentinel.events import Location
 from kvs_sentinel.sources.files import expand_paths, read_documents
 from kvs_sentinel.stats import RunStats
+from tests.conftest import CORPUS
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
 SHIPPED = REPO / "config" / "sentinel.yaml"
 PACK = REPO / "config" / "packs" / "kvs.yaml"
 
@@ -166,8 +167,7 @@ def corpus_documents() -> Iterator[tuple[str, Document]]:
 
 @pytest.fixture(scope="module")
 def corpus_alerts(shipped: LoadedConfig) -> tuple[Counter[tuple[str, str]], RunStats]:
-    if not CORPUS.is_dir():
-        pytest.skip(f"corpus not found at {CORPUS}")
+    assert CORPUS.is_dir(), f"the shared corpus is expected at {CORPUS} (CI has it there)"
     found: Counter[tuple[str, str]] = Counter()
     stats = RunStats()
     processor = Processor(Engine(shipped.detectors), stats)
@@ -204,8 +204,6 @@ def test_no_kvs_alert_on_the_unrelated_corpus(corpus_alerts: CorpusAlerts) -> No
 
 def test_stratus_stop_logging_alert_says_who_and_what(shipped: LoadedConfig) -> None:
     path = CORPUS / STRATUS / "aws.defense-evasion.cloudtrail-stop.json"
-    if not path.exists():
-        pytest.skip("corpus not found")
     documents = [d for d in read_documents(str(path)) if isinstance(d, Document)]
     (alert,) = run(shipped, documents)[0].alerts
     assert (alert.severity, alert.practice, alert.principal_type) == ("high", "monitoring", "IAMUser")
