@@ -80,7 +80,7 @@ def _text(value: Any) -> str | None:
 
 
 def _identity(event: Event) -> Mapping[str, Any]:
-    identity = event.doc.userIdentity
+    identity = event.lazy("userIdentity")
     return identity if isinstance(identity, dict) else {}
 
 
