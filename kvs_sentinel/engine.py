@@ -159,6 +159,7 @@ class Processor:
                 outcome.malformed += 1
                 stats.report_malformed(item)
             elif type(item) is LogFileRef:
+                stats.log_files_referenced += 1
                 outcome.log_files.append(item)
 
     def _evaluate(self, event: Event, outcome: Outcome, plans: tuple[Plan, ...] | None) -> None:

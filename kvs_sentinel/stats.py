@@ -24,6 +24,7 @@ class RunStats:
     detector_errors: int = 0
     files_read: int = 0
     files_unreadable: int = 0
+    log_files_referenced: int = 0  # S3 / CloudTrail "new log file" notifications (run fetches them)
 
     @property
     def events(self) -> int:
@@ -47,6 +48,7 @@ class RunStats:
             "events": self.events,
             "events_by_form": dict(sorted(self.events_by_form.items())),
             "skipped": dict(sorted(self.skipped.items())),
+            "log_files_referenced": self.log_files_referenced,
             "malformed": self.malformed,
             "detector_errors": self.detector_errors,
             "alerts": self.alerts,
@@ -58,6 +60,11 @@ class RunStats:
             f"files read: {self.files_read}, unreadable: {self.files_unreadable}",
             f"events: {self.events}" + _breakdown(self.events_by_form),
             f"skipped: {sum(self.skipped.values())}" + _breakdown(self.skipped),
+            *(
+                [f"log-file notifications: {self.log_files_referenced} (the SQS consumer fetches those files)"]
+                if self.log_files_referenced
+                else []
+            ),
             f"malformed: {self.malformed}"
             + (f", detector errors: {self.detector_errors}" if self.detector_errors else ""),
             f"alerts: {self.alerts}" + _breakdown(self.alerts_by_detector),

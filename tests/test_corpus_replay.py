@@ -52,6 +52,7 @@ def test_every_corpus_file_is_read_and_every_event_counted(
     assert summary["files_unreadable"] == 0
     assert summary["events_by_form"] == {"eventbridge": 11, "lookup_events": 2, "record": 442, "records": 56}
     assert summary["skipped"] == {"digest_file": 1}
+    assert summary["log_files_referenced"] == 2  # the SNS "new log file" bodies of the AWS library
     assert summary["malformed"] == 983
     assert summary["detector_errors"] == 0
     assert summary["messages_failed"] == 0
