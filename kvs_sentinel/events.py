@@ -228,53 +228,27 @@ def field_getter(path: str) -> Getter:
 
     Raises ValueError naming the problem when the path cannot name a CloudTrail field.
     """
-    return field_reader(path, _same)
+    head, keys = split_field_path(path)
+    top: Getter = (
+        (lambda event: event.lazy(head)) if head in LAZY_FIELDS else operator.attrgetter("doc." + head)
+    )
+    if not keys:
+        return top
+    return lambda event: dig(top(event), keys)
 
 
-def field_reader(path: str, finish: Callable[[Any], Any]) -> Callable[[Event], Any]:
-    """`finish(value at path)` as one closure: detectors fuse their test in, saving a call per test.
-
-    Raises ValueError naming the problem when the path cannot name a CloudTrail field.
-    """
+def split_field_path(path: str) -> tuple[str, tuple[str, ...]]:
+    """(top-level CloudTrail field, keys below it); ValueError if the path cannot name a CloudTrail field."""
     parts = tuple(path.split("."))
     if any(not part for part in parts):
         raise ValueError(f"field path {path!r} has an empty segment")
-    head, keys = parts[0], parts[1:]
+    head = parts[0]
     if head not in RECORD_FIELDS:
         hint = _closest(head)
         raise ValueError(
             f"{head!r} is not a CloudTrail record field" + (f" (did you mean {hint!r}?)" if hint else "")
         )
-    top: Getter = (
-        (lambda event: event.lazy(head)) if head in LAZY_FIELDS else operator.attrgetter("doc." + head)
-    )
-    if not keys:
-        return top if finish is _same else lambda event: finish(top(event))
-    if len(keys) == 1:
-        (first,) = keys
-
-        def one(event: Event) -> Any:
-            value = top(event)
-            return finish(value.get(first) if type(value) is dict else dig(value, keys))
-
-        return one
-    if len(keys) == 2:
-        first, second = keys
-
-        def two(event: Event) -> Any:
-            value = top(event)
-            if type(value) is dict:
-                inner = value.get(first)
-                if type(inner) is dict:
-                    return finish(inner.get(second))
-            return finish(dig(value, keys))
-
-        return two
-    return lambda event: finish(dig(top(event), keys))
-
-
-def _same(value: Any) -> Any:
-    return value
+    return head, parts[1:]
 
 
 def _closest(name: str) -> str | None:

@@ -11,15 +11,15 @@ from typing import Any
 
 from kvs_sentinel.detectors.conditions import (
     AllOf,
-    AnyOf,
     CheckCall,
     Const,
     FieldTest,
     Node,
     NotOf,
     Predicate,
+    with_memo,
 )
-from kvs_sentinel.events import LAZY_FIELDS, Event, dig
+from kvs_sentinel.events import LAZY_FIELDS, dig
 
 
 def generate(node: Node) -> Predicate:
@@ -49,7 +49,7 @@ class _Writer:
     def node(self, node: Node) -> str:
         if node.memo_key is not None:
             # evaluated once per event, whichever detector asks first
-            inner = generate(_without_memo(node))
+            inner = generate(with_memo(node, None))
             return f"event.remember({self.bind(node.memo_key)}, {self.bind(inner)})"
         if isinstance(node, Const):
             return "True" if node.value else "False"
@@ -109,18 +109,3 @@ class _Writer:
                 f"else (type({held}) is list and any(type(_e) is str and _e in {constant} for _e in {held})))"
             )
         return None
-
-
-def _without_memo(node: Node) -> Node:
-    if isinstance(node, FieldTest):
-        return FieldTest(node.path, node.getter, node.tests, node.cost, None, node.operations)
-    if isinstance(node, AllOf | AnyOf):
-        return type(node)(node.children)
-    if isinstance(node, NotOf):
-        return NotOf(node.child)
-    if isinstance(node, CheckCall):
-        return CheckCall(node.check, node.cost)
-    return node
-
-
-__all__ = ["Event", "generate"]

@@ -38,7 +38,7 @@ from kvs_sentinel.detectors.conditions import (
 from kvs_sentinel.detectors.operators import compile_operator
 from kvs_sentinel.detectors.spec import SEVERITY_NAMES, DetectorSpec, Severity
 from kvs_sentinel.errors import ConfigError
-from kvs_sentinel.events import LAZY_FIELDS, Event, Getter, field_getter
+from kvs_sentinel.events import LAZY_FIELDS, Event, Getter, field_getter, split_field_path
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
 # Fields of the alert that a summary template may name besides CloudTrail paths.
@@ -236,7 +236,7 @@ class DetectorCompiler:
 
     def field(self, path_text: str, spec: Any, here: str) -> FieldTest:
         try:
-            getter = field_getter(path_text)
+            split_field_path(path_text)
         except ValueError as exc:
             raise self.fail(here, str(exc)) from None
         operations: list[tuple[str, Any]]
@@ -263,7 +263,7 @@ class DetectorCompiler:
         head = path_text.split(".", 1)[0]
         cost = (LAZY_FIELD_COST if head in LAZY_FIELDS else 1.0) + path_text.count(".") * 0.25
         cost += sum(OPERATOR_COST.get(name, 1.0) for name, _ in operations)
-        return FieldTest(path_text, getter, tuple(tests), cost, None, tuple(resolved))
+        return FieldTest(path_text, tuple(tests), cost, None, tuple(resolved))
 
     @staticmethod
     def _is_reference(text: str) -> bool:

@@ -8,13 +8,14 @@ share is evaluated once per event (`memo_key`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kvs_sentinel.detectors.checks import CompiledCheck
 from kvs_sentinel.detectors.operators import Test
-from kvs_sentinel.events import Event, Getter
+from kvs_sentinel.events import Event
 
 Predicate = Callable[[Event], bool]
 
@@ -29,7 +30,6 @@ INDEXED_FIELDS = ("eventSource", "eventName")
 @dataclass(frozen=True, eq=False)
 class FieldTest:
     path: str
-    getter: Getter
     tests: tuple[Test, ...]
     cost: float
     memo_key: str | None = None
@@ -82,22 +82,9 @@ Node = FieldTest | AllOf | AnyOf | NotOf | CheckCall | Const
 TRUE, FALSE = Const(True), Const(False)
 
 
-def with_memo(node: Node, key: str) -> Node:
-    """The same condition, marked to be evaluated once per event under `key`."""
-    if isinstance(node, Const):
-        return node
-    clone: Node
-    if isinstance(node, FieldTest):
-        clone = FieldTest(node.path, node.getter, node.tests, node.cost, key, node.operations)
-    elif isinstance(node, AllOf):
-        clone = AllOf(node.children, key)
-    elif isinstance(node, AnyOf):
-        clone = AnyOf(node.children, key)
-    elif isinstance(node, NotOf):
-        clone = NotOf(node.child, key)
-    else:
-        clone = CheckCall(node.check, node.cost, key)
-    return clone
+def with_memo(node: Node, key: str | None) -> Node:
+    """The same condition, marked to be evaluated once per event under `key` (None: unmarked)."""
+    return node if isinstance(node, Const) else dataclasses.replace(node, memo_key=key)
 
 
 def specialise(node: Node, known: dict[str, Any]) -> Node:
