@@ -27,6 +27,7 @@ _RESOURCE_KEYS = (
     "groupName",
     "policyName",
     "trailName",
+    "rule",
     "name",
     "Name",
     "eventDataStore",
@@ -69,6 +70,13 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def denied(self) -> bool:
         return self.error_code is not None
+
+
+def is_denial(error_code: str) -> bool:
+    """AccessDenied(Exception), Client.UnauthorizedOperation, SNS AuthorizationError…: IAM said no,
+    as opposed to other failures (TrailNotFoundException, ThrottlingException…)."""
+    lowered = error_code.lower()
+    return any(word in lowered for word in ("accessdenied", "unauthorized", "authorization", "forbidden"))
 
 
 def _text(value: Any) -> str | None:
@@ -142,7 +150,8 @@ def build_alert(detector: Detector, event: Event, severity: Severity, escalated_
             details.update(result)
     summary = render_summary(detector.summary, fields, event)
     if fields["error_code"]:
-        summary += f" The call was denied ({fields['error_code']})."
+        outcome = "was denied" if is_denial(fields["error_code"]) else "failed"
+        summary += f" The call {outcome} ({fields['error_code']})."
     return Alert(
         detector=detector.id,
         severity=str(severity),
