@@ -20,8 +20,12 @@ from kvs_sentinel.config import LoadedConfig, SentinelConfig, compile_config, lo
 from kvs_sentinel.detectors.examples import run_examples
 from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.errors import ConfigError, DeliveryError
+from kvs_sentinel.flood import Suppressions
 from kvs_sentinel.logs import configure_logging
 from kvs_sentinel.pipeline import Pipeline
+from kvs_sentinel.routing import Dispatcher, Router
+from kvs_sentinel.sinks.base import Sink
+from kvs_sentinel.sinks.registry import build_sinks
 from kvs_sentinel.sinks.stdout import JsonLinesSink
 from kvs_sentinel.sources.local import FileSource
 from kvs_sentinel.stats import RunStats
@@ -51,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--summary-json", type=Path, help="also write the closing summary as JSON to this file"
     )
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    replay.add_argument(
+        "--deliver",
+        action="store_true",
+        help="send alerts to the configured sinks (routes, suppressions, grouping) instead of JSON Lines",
+    )
 
     validate = commands.add_parser("validate", help="check a configuration and its detector packs")
     validate.add_argument("--config", type=Path, help="sentinel.yaml (default: the shipped config)")
@@ -91,6 +100,29 @@ def _validate(loaded: LoadedConfig) -> int:
     for name, values in sorted(loaded.lists.items()):
         if not values:
             print(f"  note: list ${name} is empty")
+    delivery = loaded.delivery
+    if delivery.sinks:
+        sinks = ", ".join(f"{name} ({setting.type})" for name, setting in delivery.sinks.items())
+        default = ", ".join(delivery.default_route) or "none: unrouted alerts are dropped"
+        print(f"  sinks: {sinks}; {len(delivery.routes)} route(s), default route: {default}")
+        grouping = delivery.grouping
+        print(
+            "  grouping: off"
+            if not grouping.window_seconds
+            else f"  grouping: {grouping.window_seconds:g} s windows by detector, severity, "
+            + ", ".join(grouping.key)
+        )
+    suppressions = Suppressions(delivery.suppressions)
+    today = suppressions.today()
+    for suppression in suppressions.all:
+        expires = suppression.spec.expires
+        if expires < today:
+            print(
+                f"  warning: {suppression.label} expired on {expires} and no longer applies: "
+                "renew or remove it"
+            )
+        elif (expires - today).days <= 7:
+            print(f"  note: {suppression.label} expires on {expires}")
     return EXIT_OK
 
 
@@ -121,18 +153,21 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         return EXIT_USAGE
     progress.total = source.total_bytes()
     try:
-        sink = JsonLinesSink(args.output)
-    except DeliveryError as exc:
+        dispatcher = _dispatcher(args, loaded)
+    except (DeliveryError, ConfigError) as exc:
         print(f"kvs-sentinel: {exc}", file=sys.stderr)
         return EXIT_USAGE
     # one worker keeps alerts in input order; a short queue keeps streamed chunks from piling up
-    pipeline = Pipeline(source, Processor(Engine(loaded.detectors), stats), [sink], workers=1, queue_size=2)
+    processor = Processor(Engine(loaded.detectors), stats)
+    pipeline = Pipeline(source, processor, dispatcher=dispatcher, workers=1, queue_size=2)
     try:
         counts = await pipeline.run()
     finally:
         progress.close()
-        await sink.aclose()
+        await dispatcher.aclose()
     print(stats.render(), file=sys.stderr)
+    if args.deliver:
+        print(dispatcher.render_totals(), file=sys.stderr)
     if counts.messages_failed:
         print(f"batches failed: {counts.messages_failed} (see the errors above)", file=sys.stderr)
     if args.summary_json:
@@ -141,4 +176,22 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     if stats.files_read == 0:
         print("kvs-sentinel: no input could be read", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_FAILED if counts.messages_failed else EXIT_OK
+    return EXIT_FAILED if counts.messages_failed or dispatcher.counts.summaries_lost else EXIT_OK
+
+
+def _dispatcher(args: argparse.Namespace, loaded: LoadedConfig) -> Dispatcher:
+    """JSON Lines to stdout or --output; with --deliver, the configured sinks, routes and flood control."""
+    if not args.deliver:
+        sinks: list[Sink] = [JsonLinesSink(args.output)]
+        return Dispatcher.broadcast(sinks)
+    if args.output:
+        raise ConfigError("--deliver sends to the configured sinks; --output is for JSON Lines, not both")
+    delivery = loaded.delivery
+    if not delivery.sinks:
+        raise ConfigError(f"{loaded.path}: --deliver needs a sinks section (see config/sentinel.yaml)")
+    return Dispatcher(
+        build_sinks(delivery.sinks),
+        Router(delivery.routes, delivery.default_route),
+        suppressions=Suppressions(delivery.suppressions),
+        grouping=delivery.grouping,
+    )

@@ -6,17 +6,21 @@ import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kvs_sentinel.detectors.compiler import Detector, DetectorCompiler, count_conditions
 from kvs_sentinel.detectors.spec import DetectorSpec, PackSpec
 from kvs_sentinel.errors import ConfigError
+from kvs_sentinel.flood import GroupingSpec, SuppressionSpec
+from kvs_sentinel.routing import RouteSpec
+from kvs_sentinel.sinks.base import SinkSpec
+from kvs_sentinel.sinks.registry import SinkSetting, secret_fields, validate_sink
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BUILTIN_PREFIX = "builtin:"
@@ -29,6 +33,23 @@ class SentinelConfig(BaseModel):
     lists: dict[str, list[str | int | float]] = {}
     detectors: list[DetectorSpec] = []
     disabled: list[str] = []
+    # delivery (replay --deliver, run): named sinks, routes to them, and flood control
+    sinks: dict[str, SinkSpec] = {}
+    routes: list[RouteSpec] = []
+    default_route: list[str] | None = None
+    suppressions: list[SuppressionSpec] = []
+    grouping: GroupingSpec = Field(default_factory=lambda: GroupingSpec.model_validate({}))
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """The delivery sections after pass two: sink configs checked by their type, names resolved."""
+
+    sinks: Mapping[str, SinkSetting] = field(default_factory=dict)
+    routes: tuple[RouteSpec, ...] = ()
+    default_route: tuple[str, ...] = ()
+    suppressions: tuple[SuppressionSpec, ...] = ()
+    grouping: GroupingSpec = field(default_factory=lambda: GroupingSpec.model_validate({}))
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,7 @@ class LoadedConfig:
     lists: Mapping[str, Sequence[Any]]
     detectors: tuple[Detector, ...]
     packs: tuple[Path, ...]
+    delivery: DeliverySettings = DeliverySettings()
 
 
 def shipped_config_dir() -> Path:
@@ -132,6 +154,7 @@ def load_config(path: Path | None = None) -> LoadedConfig:
         raise ConfigError(
             f"{config_path}: the configuration is a mapping (packs, lists, detectors, disabled)"
         )
+    _check_secrets_from_env(data, config_path)
     try:
         config = SentinelConfig.model_validate(substitute_env(data, str(config_path)))
     except ValidationError as exc:
@@ -180,4 +203,72 @@ def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
     if unknown:
         raise ConfigError(f"{config_path}: disabled: unknown detector ids {', '.join(unknown)}")
     enabled = tuple(d for d in detectors if d.id not in set(config.disabled))
-    return LoadedConfig(config_path, config, lists, enabled, pack_paths)
+    delivery = check_delivery(config, frozenset(seen), config_path)
+    return LoadedConfig(config_path, config, lists, enabled, pack_paths, delivery)
+
+
+def _check_secrets_from_env(data: Mapping[str, Any], path: Path) -> None:
+    """A sink's secret fields (a Slack webhook URL) must be `${VAR}` in the file, never the value."""
+    sinks = data.get("sinks")
+    if not isinstance(sinks, dict):
+        return
+    for name, spec in sinks.items():
+        if not isinstance(spec, dict):
+            continue
+        for secret in secret_fields(str(spec.get("type"))):
+            value = spec.get(secret)
+            if value is not None and not (isinstance(value, str) and _ENV_REFERENCE.fullmatch(value.strip())):
+                raise ConfigError(
+                    f"{path}: sinks.{name}.{secret}: this is a secret; write ${{VARIABLE}} here and set "
+                    "the variable in the environment (the value itself must not be in the file)"
+                )
+
+
+def check_delivery(config: SentinelConfig, detector_ids: frozenset[str], path: Path) -> DeliverySettings:
+    """Pass two of the delivery sections: sink options by type, sink and detector names that exist."""
+    sinks: dict[str, SinkSetting] = {}
+    for name, spec in config.sinks.items():
+        try:
+            sinks[name] = validate_sink(name, spec)
+        except ValidationError as exc:
+            options = spec.model_extra or {}
+            raise ConfigError(f"{path}: sinks.{name}.{validation_problems(exc, options)}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{path}: sinks.{name}.type: {exc}") from None
+
+    def known_sinks(names: Sequence[str], where: str) -> tuple[str, ...]:
+        unknown = [n for n in names if n not in sinks]
+        if unknown:
+            configured = ", ".join(sorted(sinks)) or "none: add a sinks section"
+            raise ConfigError(
+                f"{path}: {where}: unknown sink {', '.join(unknown)} (configured: {configured})"
+            )
+        return tuple(names)
+
+    def known_detector(pattern: str, where: str) -> None:
+        if not any(c in pattern for c in "*?[") and pattern not in detector_ids:
+            raise ConfigError(f"{path}: {where}: no detector has the id {pattern!r}")
+
+    for i, route in enumerate(config.routes):
+        where = f"routes[{i}]" + (f" ({route.name})" if route.name else "")
+        known_sinks(route.sinks, f"{where}.sinks")
+        for pattern in route.detectors:
+            known_detector(pattern, f"{where}.detectors")
+    if config.default_route is None:
+        if config.routes:
+            raise ConfigError(
+                f"{path}: default_route: required with routes, so an alert no route matches is not lost "
+                "(default_route: [] drops such alerts on purpose)"
+            )
+        default = tuple(sinks)
+    else:
+        default = known_sinks(config.default_route, "default_route")
+    for detector in config.grouping.detectors:
+        known_detector(detector, f"grouping.detectors.{detector}")
+    for i, suppression in enumerate(config.suppressions):
+        condition = suppression.match.get("detector")
+        patterns = [condition] if isinstance(condition, str) else condition
+        if isinstance(patterns, list):
+            for pattern in patterns:
+                known_detector(pattern, f"suppressions[{i}].match.detector")
+    return DeliverySettings(sinks, tuple(config.routes), default, tuple(config.suppressions), config.grouping)

@@ -1,12 +1,16 @@
-"""source → bounded queue → workers → engine → sinks → ack.
+"""source → bounded queue → workers → engine → dispatcher (suppress, route, group, send) → ack.
 
 The queue is bounded, so a slow sink slows receiving instead of growing memory. A message is acknowledged
-only after every alert it produced was delivered to every sink; any failure leaves it for retry.
+only after every alert it produced was accepted by every sink it was routed to (suppressed alerts and
+grouped repeats count as handled); any failure leaves it for retry. While workers run, a ticker sends the
+summaries of grouping windows as they end; when the source is exhausted (or stopped), every open window
+is closed and summarised before `run` returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,10 +18,12 @@ import structlog
 
 from kvs_sentinel.engine import Outcome, Processor
 from kvs_sentinel.errors import DeliveryError
+from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sources.base import Message, Source
 
 log = structlog.get_logger("kvs_sentinel.pipeline")
+IDLE_TICK_SECONDS = 1.0
 
 
 @dataclass
@@ -32,26 +38,58 @@ class Pipeline:
         self,
         source: Source,
         processor: Processor,
-        sinks: Sequence[Sink],
+        sinks: Sequence[Sink] = (),
         *,
+        dispatcher: Dispatcher | None = None,
         workers: int = 1,
         queue_size: int = 8,
     ) -> None:
+        if dispatcher is not None and sinks:
+            raise ValueError("give sinks or a dispatcher, not both")
         self.source = source
         self.processor = processor
-        self.sinks = tuple(sinks)
+        self.dispatcher = dispatcher or Dispatcher.broadcast(sinks)
         self.workers = workers
         self.queue_size = queue_size
         self.counts = PipelineCounts()
 
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        return tuple(self.dispatcher.sinks.values())
+
     async def run(self, stop: asyncio.Event | None = None) -> PipelineCounts:
         stop = stop or asyncio.Event()
         queue: asyncio.Queue[Message | None] = asyncio.Queue(self.queue_size)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._receive(queue, stop))
-            for _ in range(self.workers):
-                group.create_task(self._work(queue))
+        finished = asyncio.Event()
+        async with asyncio.TaskGroup() as outer:
+            outer.create_task(self._tick(finished))
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._receive(queue, stop))
+                    for _ in range(self.workers):
+                        group.create_task(self._work(queue))
+            finally:
+                finished.set()
+        # the source is done: windows still open end now, and their summaries go out
+        await self.dispatcher.drain()
         return self.counts
+
+    async def _tick(self, finished: asyncio.Event) -> None:
+        """Send grouping summaries when windows end, until the workers are done."""
+        clock = self.dispatcher.clock
+        while not finished.is_set():
+            delay = self.dispatcher.seconds_to_next_deadline()
+            sleeper = asyncio.ensure_future(clock.sleep(IDLE_TICK_SECONDS if delay is None else delay))
+            waiter = asyncio.ensure_future(finished.wait())
+            try:
+                await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sleeper, waiter):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if not finished.is_set():
+                await self.dispatcher.emit_due()
 
     async def _receive(self, queue: asyncio.Queue[Message | None], stop: asyncio.Event) -> None:
         try:
@@ -89,10 +127,7 @@ class Pipeline:
             structlog.contextvars.unbind_contextvars("message_id")
 
     async def deliver(self, outcome: Outcome) -> None:
-        for alert in outcome.alerts:
-            for sink in self.sinks:
-                await sink.send(alert)
+        """Every alert to the sinks it is routed to; raises DeliveryError unless all accepted it."""
         if outcome.alerts:
-            for sink in self.sinks:
-                await sink.flush()
+            await self.dispatcher.deliver(outcome.alerts)
             self.counts.alerts_delivered += len(outcome.alerts)

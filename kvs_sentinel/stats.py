@@ -61,7 +61,7 @@ class RunStats:
             f"events: {self.events}" + _breakdown(self.events_by_form),
             f"skipped: {sum(self.skipped.values())}" + _breakdown(self.skipped),
             *(
-                [f"log-file notifications: {self.log_files_referenced} (the SQS consumer fetches those files)"]
+                [f"log-file notifications: {self.log_files_referenced} (fetched by run)"]
                 if self.log_files_referenced
                 else []
             ),

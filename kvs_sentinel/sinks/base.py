@@ -1,8 +1,19 @@
-"""The sink interface and the registry that `type:` in YAML will pick from."""
+"""The sink interface, the clock sinks pace and retry with, and the registry `type:` in YAML picks from.
+
+A sink type registers with `@register_sink("slack")` and carries a pydantic `Config` (pass two of config
+validation: `sinks.<name>` is checked against it) and a `from_config` constructor. Fields named in
+`secret_fields` must come from the environment (`${VAR}`), never be written in the YAML itself.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
 
 from kvs_sentinel.alerts import Alert
 
@@ -18,3 +29,73 @@ class Sink(Protocol):
         """Finish delivering what `send` accepted; called before a message is acknowledged."""
 
     async def aclose(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Monotonic time and sleeping: injected so pacing, backoff and windows are testable without waiting."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+@dataclass
+class SinkCounts:
+    """What a sink did, for the closing summary and for tests."""
+
+    delivered: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    failed_retryable: int = 0
+    failed_permanent: int = 0
+
+
+@dataclass
+class SinkContext:
+    """What a run shares between the sinks it builds: the clock, and resources keyed by the sink type
+    (one pacer per Slack webhook URL, so two sink names posting to one webhook share its rate limit)."""
+
+    clock: Clock = SYSTEM_CLOCK
+    shared: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+
+class SinkSpec(BaseModel):
+    """Pass one of `sinks.<name>`: a `type`; the type's own `Config` checks the rest (pass two)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+
+
+class SinkType(Protocol):
+    """A registered sink class, seen as a factory."""
+
+    Config: type[BaseModel]
+    secret_fields: tuple[str, ...]
+
+    def from_config(self, name: str, config: Any, context: SinkContext) -> Sink: ...
+
+
+SINK_TYPES: dict[str, SinkType] = {}
+_T = TypeVar("_T", bound=SinkType)
+
+
+def register_sink(type_name: str) -> Callable[[_T], _T]:
+    """Register a sink class under the `type:` name used in sentinel.yaml."""
+
+    def register(cls: _T) -> _T:
+        SINK_TYPES[type_name] = cls
+        return cls
+
+    return register

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from kvs_sentinel.alerts import ALERT_ENCODER, Alert
 from kvs_sentinel.errors import DeliveryError
+from kvs_sentinel.sinks.base import SinkContext, register_sink
 
 
+class JsonLinesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str | None = None
+    """A file to write (truncated at start); absent or `-` means standard output."""
+
+
+@register_sink("stdout")
 class JsonLinesSink:
+    Config: ClassVar[type[BaseModel]] = JsonLinesConfig
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, path: str | None = None, name: str = "stdout") -> None:
         self.name = name
         self._owned = path is not None and path != "-"
@@ -20,6 +34,11 @@ class JsonLinesSink:
                 f"{path}: cannot open for writing: {exc.strerror or exc}", retryable=False
             ) from None
         self._buffer = bytearray()
+
+    @classmethod
+    def from_config(cls, name: str, config: Any, context: SinkContext) -> JsonLinesSink:
+        assert isinstance(config, JsonLinesConfig)
+        return cls(config.path, name=name)
 
     async def send(self, alert: Alert) -> None:
         self._buffer += ALERT_ENCODER.encode(alert)

@@ -1,0 +1,292 @@
+"""No floods: suppressions silence known noise; grouping sends the first of a burst and summarises the rest.
+
+Suppressions match alert fields (glob by default, or any operator of the detector language: `cidr`,
+`regex`…), carry a reason and an expiry date, and stop applying the day after they expire.
+
+Grouping keeps one window per (sink, dedupe key). The dedupe key is the detector plus configurable alert
+fields (`principal` and `resource` unless told otherwise) and the severity, so an escalated repeat
+is sent rather than counted. The first alert of a key goes out at once and
+opens a window; repeats inside it are counted and become one summary alert when the window ends (or at
+shutdown, or when too many windows are open). State is per sink, so a sink that failed an alert still gets
+it when the message is redelivered, while the sinks that already have it count the redelivery as a
+duplicate of an event they have seen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kvs_sentinel.alerts import Alert
+from kvs_sentinel.detectors.operators import Test, compile_operator
+from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock
+
+AlertField = Literal[
+    "severity",
+    "principal",
+    "principal_type",
+    "source_ip",
+    "user_agent",
+    "access_key_id",
+    "account",
+    "region",
+    "resource",
+    "event_source",
+    "event_name",
+    "error_code",
+]
+MatchField = Literal[AlertField, "detector", "practice"]
+_MAX_SEEN_IDS = 1_000
+_SAMPLE_IDS = 5
+
+
+def _utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+class SuppressionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    match: dict[MatchField, str | list[str] | dict[str, Any]] = Field(min_length=1)
+    reason: str = Field(min_length=3, description="why this is known noise; shown in validate and logs")
+    expires: dt.date = Field(description="last day the suppression applies (UTC)")
+
+    @field_validator("match")
+    @classmethod
+    def _compiles(
+        cls, match: dict[str, str | list[str] | dict[str, Any]]
+    ) -> dict[str, str | list[str] | dict[str, Any]]:
+        for name, condition in match.items():
+            try:
+                _compile_condition(condition)
+            except ValueError as exc:
+                raise ValueError(f"match.{name}: {exc}") from None
+        return match
+
+
+def _compile_condition(condition: str | list[str] | dict[str, Any]) -> Test:
+    """A string or a list of strings is a glob; a mapping is `{operator: argument, ...}`, all must hold."""
+    if isinstance(condition, str | list):
+        return compile_operator("glob", condition)
+    tests = [compile_operator(name, argument) for name, argument in condition.items()]
+    if not tests:
+        raise ValueError("an empty operator mapping matches nothing")
+    return lambda value: all(test(value) for test in tests)
+
+
+@dataclass(frozen=True)
+class Suppression:
+    index: int
+    spec: SuppressionSpec
+    tests: tuple[tuple[str, Test], ...]
+
+    @property
+    def label(self) -> str:
+        return f"suppressions[{self.index}] ({self.spec.reason})"
+
+    def matches(self, alert: Alert) -> bool:
+        return all(test(getattr(alert, name)) for name, test in self.tests)
+
+
+class Suppressions:
+    """The configured suppressions; `match` ignores those expired by `today()` (checked per alert, so a
+    long-running process stops applying a suppression the day after its expiry date)."""
+
+    def __init__(self, specs: Sequence[SuppressionSpec], today: Callable[[], dt.date] = _utc_today) -> None:
+        self.all = tuple(
+            Suppression(i, spec, tuple((name, _compile_condition(c)) for name, c in spec.match.items()))
+            for i, spec in enumerate(specs)
+        )
+        self.today = today
+        self.counts: Counter[str] = Counter()
+
+    def expired(self) -> list[Suppression]:
+        today = self.today()
+        return [s for s in self.all if s.spec.expires < today]
+
+    def match(self, alert: Alert) -> Suppression | None:
+        if not self.all:
+            return None
+        today = self.today()
+        for suppression in self.all:
+            if suppression.spec.expires >= today and suppression.matches(alert):
+                self.counts[suppression.label] += 1
+                return suppression
+        return None
+
+
+class GroupingSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window_seconds: float = Field(default=300, ge=0, le=86_400, description="0 turns grouping off")
+    key: list[AlertField] = ["principal", "resource"]
+    detectors: dict[str, list[AlertField]] = Field(
+        default={}, description="per-detector key fields, replacing `key` for that detector"
+    )
+    max_groups: int = Field(
+        default=10_000, ge=1, description="open windows kept; the oldest closes early past it"
+    )
+
+
+@dataclass
+class _Group:
+    key_fields: tuple[str, ...]
+    key_values: tuple[str | None, ...]
+    first: Alert
+    opened_at: float
+    deadline: float
+    inflight: bool = True
+    delivered: bool = False
+    repeats: int = 0
+    last: Alert | None = None
+    seen_ids: set[str] = field(default_factory=set)
+    sample_ids: list[str] = field(default_factory=list)
+
+
+Closed = Literal["window_end", "shutdown", "evicted"]
+_Key = tuple[str, str, tuple[str | None, ...]]
+
+
+class Grouper:
+    def __init__(self, spec: GroupingSpec, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.spec = spec
+        self.clock = clock
+        self._groups: OrderedDict[_Key, _Group] = OrderedDict()
+        self._closed: list[tuple[str, Alert]] = []
+        self.repeats = 0
+        self.duplicates = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.spec.window_seconds > 0
+
+    @property
+    def open_groups(self) -> int:
+        return len(self._groups)
+
+    def _fields(self, detector: str) -> tuple[str, ...]:
+        return tuple(self.spec.detectors.get(detector, self.spec.key))
+
+    def _key(self, sink: str, alert: Alert) -> _Key:
+        # severity is always in the key: an escalated repeat (medium → critical) is news, not a repeat
+        values = tuple(getattr(alert, name) for name in self._fields(alert.detector))
+        return sink, f"{alert.detector}/{alert.severity}", values
+
+    def observe(self, sink: str, alert: Alert) -> bool:
+        """True: send `alert` to `sink` now (then call `settle`). False: it was counted into a window."""
+        if not self.enabled:
+            return True
+        now = self.clock.monotonic()
+        key = self._key(sink, alert)
+        group = self._groups.get(key)
+        if group is not None and now >= group.deadline:
+            self._close(key, "window_end")
+            group = None
+        if group is None:
+            self._open(key, alert, now)
+            return True
+        if not group.delivered and not group.inflight:
+            group.first, group.inflight = alert, True  # the first one failed: this one goes out instead
+            return True
+        if alert.event_id is not None and alert.event_id in group.seen_ids:
+            self.duplicates += 1  # a redelivered message whose alert this sink already has
+            return False
+        group.repeats += 1
+        self.repeats += 1
+        group.last = alert
+        if alert.event_id is not None:
+            if len(group.seen_ids) < _MAX_SEEN_IDS:
+                group.seen_ids.add(alert.event_id)
+            if len(group.sample_ids) < _SAMPLE_IDS:
+                group.sample_ids.append(alert.event_id)
+        return False
+
+    def _open(self, key: _Key, alert: Alert, now: float) -> None:
+        while len(self._groups) >= self.spec.max_groups:
+            self._close(next(iter(self._groups)), "evicted")
+        fields = self._fields(alert.detector)
+        self._groups[key] = _Group(fields, key[2], alert, now, now + self.spec.window_seconds)
+        if alert.event_id is not None:
+            self._groups[key].seen_ids.add(alert.event_id)
+
+    def settle(self, sink: str, alert: Alert, delivered: bool) -> None:
+        """Record whether the alert `observe` let through reached the sink."""
+        if not self.enabled:
+            return
+        group = self._groups.get(self._key(sink, alert))
+        if group is not None and group.first is alert:
+            group.inflight = False
+            group.delivered = delivered
+
+    def next_deadline(self) -> float | None:
+        if self._closed:
+            return self.clock.monotonic()
+        return next(iter(self._groups.values())).deadline if self._groups else None
+
+    def due(self) -> list[tuple[str, Alert]]:
+        """Summaries of the windows that have ended (and of those closed early), as (sink, alert)."""
+        now = self.clock.monotonic()
+        while self._groups:
+            key, group = next(iter(self._groups.items()))
+            if group.deadline > now:
+                break
+            self._close(key, "window_end")
+        closed, self._closed = self._closed, []
+        return closed
+
+    def close_all(self) -> list[tuple[str, Alert]]:
+        """Shutdown: every open window ends now; its repeats are summarised."""
+        while self._groups:
+            self._close(next(iter(self._groups)), "shutdown")
+        closed, self._closed = self._closed, []
+        return closed
+
+    def _close(self, key: _Key, how: Closed) -> None:
+        group = self._groups.pop(key)
+        if group.repeats:
+            self._closed.append((key[0], self._summary(group, how)))
+
+    def _summary(self, group: _Group, how: Closed) -> Alert:
+        first, last = group.first, group.last or group.first
+        elapsed = self.clock.monotonic() - group.opened_at
+        span = (
+            f"in the {_duration(self.spec.window_seconds)} after it"
+            if how == "window_end"
+            else f"in the {_duration(elapsed)} after it, before "
+            + ("shutdown" if how == "shutdown" else "too many windows were open")
+        )
+        same = ", ".join(
+            f"{name} {value}" for name, value in zip(group.key_fields, group.key_values, strict=True) if value
+        )
+        count = f"{group.repeats} more alert{'s' if group.repeats != 1 else ''}"
+        details: dict[str, Any] = {
+            "grouped": {
+                "repeats": group.repeats,
+                "closed": how,
+                "window_seconds": self.spec.window_seconds,
+                "key": dict(zip(group.key_fields, group.key_values, strict=True)),
+                "first_event_id": first.event_id,
+                "first_event_time": first.event_time,
+                "last_event_time": last.event_time,
+                "sample_event_ids": group.sample_ids,
+            }
+        }
+        return msgspec.structs.replace(
+            last,
+            title=f"{first.title} (repeated {group.repeats} times)",
+            summary=f"{count} like the first (same detector{', ' + same if same else ''}) {span}. "
+            f"First: {first.summary}",
+            details=details,
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:.0f} s"

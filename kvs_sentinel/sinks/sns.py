@@ -1,0 +1,253 @@
+"""Amazon SNS: the alert as JSON, with message attributes subscribers can filter on.
+
+Attributes: `severity`, `severity_rank` (Number: info 0 … critical 4, for `{"numeric": [">=", 3]}`),
+`detector`, `account`, `region`, `practice`, `tags` (String.Array). The subject (read by email
+subscribers) is ASCII, has no control characters and stays under 100 characters. A message stays under
+SNS's 256 KiB: `details` go first, then long text fields are clipped, and `truncated` says what was cut.
+Throttling, 5xx and network errors retry with exponential backoff and jitter; other errors fail at once.
+FIFO topics get the detector as message group and a deduplication id derived from detector and event id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any, ClassVar, NoReturn, Protocol
+
+import msgspec
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from kvs_sentinel.alerts import Alert
+from kvs_sentinel.detectors.spec import SEVERITY_NAMES
+from kvs_sentinel.errors import DeliveryError
+from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock, SinkContext, SinkCounts, register_sink
+
+log = structlog.get_logger("kvs_sentinel.sinks.sns")
+
+MAX_MESSAGE_BYTES = 256 * 1024
+_MARGIN = 2048  # attributes, subject and the request's own overhead
+SUBJECT_LIMIT = 99
+_CLIPPED_FIELDS = ("error_message", "user_agent", "summary", "resource", "principal", "remediation")
+_CLIP_TO = 2048
+_THROTTLED = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "KMSThrottling",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "RequestTimeout",
+    }
+)
+_SUBJECT_UNSAFE = re.compile(r"[^\x20-\x7e]+")
+
+
+class SnsPublisher(Protocol):
+    """The one call we need from an SNS client (aiobotocore's, or a fake)."""
+
+    async def publish(self, **request: Any) -> Mapping[str, Any]: ...
+
+
+class SnsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+    region: str | None = Field(None, description="default: the topic's region")
+    endpoint_url: str | None = None
+    timeout_seconds: float = Field(10, gt=0, le=60)
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_base_seconds: float = Field(0.5, ge=0)
+    backoff_max_seconds: float = Field(20, ge=0)
+
+
+def sns_subject(alert: Alert) -> str:
+    """`[HIGH] Title`: printable ASCII only, one line, under 100 characters (SNS's rules)."""
+    subject = " ".join(_SUBJECT_UNSAFE.sub(" ", f"[{alert.severity.upper()}] {alert.title}").split())
+    if len(subject) > SUBJECT_LIMIT:
+        subject = subject[: SUBJECT_LIMIT - 3].rstrip() + "..."
+    return subject or "kvs-sentinel alert"
+
+
+def message_attributes(alert: Alert) -> dict[str, dict[str, str]]:
+    attributes = {
+        "severity": {"DataType": "String", "StringValue": alert.severity},
+        "severity_rank": {"DataType": "Number", "StringValue": str(int(SEVERITY_NAMES[alert.severity]))}
+        if alert.severity in SEVERITY_NAMES
+        else None,
+        "detector": {"DataType": "String", "StringValue": alert.detector},
+        "account": {"DataType": "String", "StringValue": alert.account} if alert.account else None,
+        "region": {"DataType": "String", "StringValue": alert.region} if alert.region else None,
+        "practice": {"DataType": "String", "StringValue": alert.practice} if alert.practice else None,
+        "tags": {"DataType": "String.Array", "StringValue": msgspec.json.encode(list(alert.tags)).decode()}
+        if alert.tags
+        else None,
+    }
+    return {name: value for name, value in attributes.items() if value is not None}
+
+
+def sns_message(alert: Alert, limit: int = MAX_MESSAGE_BYTES - _MARGIN) -> str:
+    """The alert as JSON, cut to fit `limit` bytes; `truncated` lists what was cut."""
+    encoded = msgspec.json.encode(alert)
+    if len(encoded) <= limit:
+        return encoded.decode()
+    data: dict[str, Any] = msgspec.to_builtins(alert)
+    data["details"] = {}
+    data["truncated"] = ["details"]
+    for name in _CLIPPED_FIELDS:
+        if len(msgspec.json.encode(data)) <= limit:
+            break
+        value = data.get(name)
+        if isinstance(value, str) and len(value) > _CLIP_TO:
+            data[name] = value[: _CLIP_TO - 1] + "…"
+            data["truncated"].append(name)
+    encoded = msgspec.json.encode(data)
+    if len(encoded) > limit:  # only a pathological title or tag list gets here
+        data = {k: data[k] for k in ("detector", "severity", "event_id", "account", "region")}
+        data["truncated"] = ["everything else"]
+        encoded = msgspec.json.encode(data)
+    return encoded.decode()
+
+
+ClientFactory = Callable[[SnsConfig], AbstractAsyncContextManager[SnsPublisher]]
+
+
+def aiobotocore_client(config: SnsConfig) -> AbstractAsyncContextManager[SnsPublisher]:
+    """An aiobotocore SNS client with botocore's own retries off (the sink retries, with its clock)."""
+    from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
+    from aiobotocore.session import get_session  # type: ignore[import-untyped]
+
+    region = config.region or config.topic_arn.split(":")[3]
+    client_config = AioConfig(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=config.timeout_seconds,
+        read_timeout=config.timeout_seconds,
+    )
+    client: AbstractAsyncContextManager[SnsPublisher] = get_session().create_client(
+        "sns", region_name=region, endpoint_url=config.endpoint_url, config=client_config
+    )
+    return client
+
+
+@register_sink("sns")
+class SnsSink:
+    Config: ClassVar[type[BaseModel]] = SnsConfig
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        name: str,
+        config: SnsConfig,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        client_factory: ClientFactory = aiobotocore_client,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.clock = clock
+        self.client_factory = client_factory
+        self.rng = rng or random.Random()
+        self.counts = SinkCounts()
+        self._stack = AsyncExitStack()
+        self._client: SnsPublisher | None = None
+
+    @classmethod
+    def from_config(cls, name: str, config: Any, context: SinkContext) -> SnsSink:
+        assert isinstance(config, SnsConfig)
+        return cls(name, config, clock=context.clock)
+
+    def request(self, alert: Alert) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "TopicArn": self.config.topic_arn,
+            "Message": sns_message(alert),
+            "Subject": sns_subject(alert),
+            "MessageAttributes": message_attributes(alert),
+        }
+        if self.config.topic_arn.endswith(".fifo"):
+            identity = f"{alert.detector}\n{alert.event_id or sns_message(alert)}".encode()
+            request["MessageGroupId"] = alert.detector[:128]
+            request["MessageDeduplicationId"] = hashlib.sha256(identity).hexdigest()
+        return request
+
+    def backoff(self, attempt: int) -> float:
+        delay = min(self.config.backoff_max_seconds, self.config.backoff_base_seconds * 2.0 ** (attempt - 1))
+        return delay / 2 + self.rng.uniform(0, delay / 2)
+
+    async def send(self, alert: Alert) -> None:
+        from botocore.exceptions import (  # type: ignore[import-untyped]
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            ParamValidationError,
+        )
+
+        request = self.request(alert)
+        last = "no attempt made"
+        for attempt in range(1, self.config.max_attempts + 1):
+            try:
+                if self._client is None:
+                    self._client = await self._stack.enter_async_context(self.client_factory(self.config))
+                response = await self._client.publish(**request)
+            except ClientError as exc:
+                error = exc.response.get("Error", {})
+                code = str(error.get("Code", "Unknown"))
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+                last = f"{code}: {error.get('Message', '')}".rstrip(": ")
+                if code not in _THROTTLED and status < 500:
+                    self._fail(alert, last, retryable=False)
+                if code in _THROTTLED and "Throttl" in code:
+                    self.counts.rate_limited += 1
+            except (NoCredentialsError, ParamValidationError) as exc:
+                self._fail(alert, f"{type(exc).__name__}: {exc}", retryable=False)
+            except (BotoCoreError, OSError, TimeoutError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                self.counts.delivered += 1
+                log.info(
+                    "alert_delivered",
+                    sink=self.name,
+                    detector=alert.detector,
+                    event_id=alert.event_id,
+                    message_id=response.get("MessageId"),
+                    attempts=attempt,
+                )
+                return
+            if attempt < self.config.max_attempts:
+                delay = self.backoff(attempt)
+                self.counts.retries += 1
+                log.warning(
+                    "delivery_retried", sink=self.name, attempt=attempt, error=last, delay=round(delay, 3)
+                )
+                await self.clock.sleep(delay)
+        self._fail(alert, f"gave up after {self.config.max_attempts} attempts, last: {last}", retryable=True)
+
+    def _fail(self, alert: Alert, reason: str, *, retryable: bool) -> NoReturn:
+        if retryable:
+            self.counts.failed_retryable += 1
+        else:
+            self.counts.failed_permanent += 1
+        message = f"sns topic {self.config.topic_arn}: {reason}"
+        log.error(
+            "delivery_failed",
+            sink=self.name,
+            detector=alert.detector,
+            event_id=alert.event_id,
+            error=message,
+            retryable=retryable,
+        )
+        raise DeliveryError(message, retryable=retryable)
+
+    async def flush(self) -> None:
+        """Nothing buffered: `send` returns only once SNS accepted the message."""
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._client = None

@@ -1,0 +1,179 @@
+"""Suppressions and grouping: known noise is silenced, bursts become one alert plus one summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from kvs_sentinel.cli import main
+from kvs_sentinel.flood import Grouper, GroupingSpec, Suppressions, SuppressionSpec
+from kvs_sentinel.routing import Dispatcher
+from kvs_sentinel.testing import FakeClock, RecordingSink
+from tests.test_slack import fresh_logging, sample_alert
+
+__all__ = ["fresh_logging"]  # autouse here too
+
+TODAY = dt.date(2026, 2, 3)
+
+
+def suppression(match: dict[str, object], expires: dt.date = TODAY) -> SuppressionSpec:
+    return SuppressionSpec.model_validate({"match": match, "reason": "CI runner egress", "expires": expires})
+
+
+def test_a_suppression_silences_matching_alerts_only() -> None:
+    suppressions = Suppressions(
+        [suppression({"detector": "kvs-producer-*", "source_ip": {"cidr": ["198.51.100.0/24"]}})],
+        today=lambda: TODAY,
+    )
+    assert suppressions.match(sample_alert()) is not None
+    assert suppressions.match(sample_alert(source_ip="203.0.113.9")) is None
+    assert suppressions.match(sample_alert(detector="kvs-iam-wildcard-grant")) is None
+    assert sum(suppressions.counts.values()) == 1
+
+
+def test_an_expired_suppression_stops_applying_the_day_after_its_date() -> None:
+    today = [TODAY]
+    suppressions = Suppressions([suppression({"principal": "*kvs-producer-cam1*"})], today=lambda: today[0])
+    assert suppressions.match(sample_alert()) is not None
+    today[0] = TODAY + dt.timedelta(days=1)
+    assert suppressions.match(sample_alert()) is None
+    assert [s.index for s in suppressions.expired()] == [0]
+
+
+def test_a_suppression_without_reason_or_expiry_is_refused() -> None:
+    with pytest.raises(ValueError, match="expires"):
+        SuppressionSpec.model_validate({"match": {"detector": "x"}, "reason": "noise"})
+    with pytest.raises(ValueError, match="reason"):
+        SuppressionSpec.model_validate({"match": {"detector": "x"}, "expires": "2030-01-01"})
+    with pytest.raises(ValueError, match="unknown operator"):
+        SuppressionSpec.model_validate(
+            {"match": {"source_ip": {"cidrr": "10/8"}}, "reason": "x y", "expires": TODAY}
+        )
+
+
+def test_validate_reports_expired_suppressions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pack = Path(__file__).resolve().parents[1] / "config" / "packs" / "kvs.yaml"
+    path = tmp_path / "sentinel.yaml"
+    path.write_text(
+        f"packs: [{pack}]\n"
+        "suppressions:\n"
+        "  - match: {detector: kvs-untrusted-source-ip, source_ip: 198.51.100.7}\n"
+        "    reason: old office egress, SEC-42\n"
+        "    expires: 2020-01-31\n"
+        "  - match: {detector: kvs-untrusted-source-ip}\n"
+        "    reason: migration window, SEC-43\n"
+        "    expires: 2999-12-31\n"
+    )
+    assert main(["validate", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "warning: suppressions[0] (old office egress, SEC-42) expired on 2020-01-31 and no longer applies"
+        in out
+    )
+    assert "suppressions[1]" not in out
+
+
+# ------------------------------------------------------------------ grouping
+
+
+def grouping(window: float = 300, **more: object) -> GroupingSpec:
+    return GroupingSpec.model_validate({"window_seconds": window, **more})
+
+
+async def burst(dispatcher: Dispatcher, count: int, start: int = 0) -> None:
+    for n in range(start, start + count):
+        await dispatcher.deliver(
+            [sample_alert(event_id=f"e-{n}", event_time=f"2026-02-03T10:{n // 60 % 60:02}:{n % 60:02}Z")]
+        )
+
+
+async def test_a_burst_of_1000_identical_alerts_is_one_message_and_one_summary() -> None:
+    clock, sink = FakeClock(), RecordingSink("slack")
+    dispatcher = Dispatcher({"slack": sink}, grouping=grouping(), clock=clock)
+    await burst(dispatcher, 1000)
+    assert [a.event_id for a in sink.alerts] == ["e-0"]
+    clock.advance(300)
+    await dispatcher.emit_due()
+    assert len(sink.alerts) == 2
+    summary = sink.alerts[1]
+    assert summary.details["grouped"]["repeats"] == 999
+    assert summary.details["grouped"]["sample_event_ids"] == ["e-1", "e-2", "e-3", "e-4", "e-5"]
+    assert summary.title.endswith("(repeated 999 times)")
+    assert summary.summary.startswith("999 more alerts like the first (same detector, principal arn:aws")
+    assert "in the 5 min after it" in summary.summary
+
+
+async def test_each_window_gets_its_own_first_alert_and_summary() -> None:
+    clock, sink = FakeClock(), RecordingSink("slack")
+    dispatcher = Dispatcher({"slack": sink}, grouping=grouping(60), clock=clock)
+    await burst(dispatcher, 500)
+    clock.advance(60)
+    await burst(dispatcher, 500, start=500)  # the first of these opens a new window
+    clock.advance(60)
+    await dispatcher.emit_due()
+    kinds = ["summary" if "grouped" in a.details else a.event_id for a in sink.alerts]
+    assert kinds == ["e-0", "summary", "e-500", "summary"]
+    assert [a.details["grouped"]["repeats"] for a in sink.alerts if "grouped" in a.details] == [499, 499]
+
+
+async def test_different_keys_and_escalated_severities_are_not_grouped_together() -> None:
+    sink = RecordingSink("slack")
+    dispatcher = Dispatcher({"slack": sink}, grouping=grouping(), clock=FakeClock())
+    await dispatcher.deliver([sample_alert(event_id="a")])
+    await dispatcher.deliver([sample_alert(event_id="b", resource="back-door")])
+    await dispatcher.deliver([sample_alert(event_id="c", severity="high")])
+    await dispatcher.deliver([sample_alert(event_id="d")])
+    assert [a.event_id for a in sink.alerts] == ["a", "b", "c"]
+
+
+async def test_per_detector_key_fields_replace_the_global_key() -> None:
+    sink = RecordingSink("slack")
+    spec = grouping(detectors={"kvs-producer-consumer-endpoint": ["source_ip"]})
+    dispatcher = Dispatcher({"slack": sink}, grouping=spec, clock=FakeClock())
+    await dispatcher.deliver([sample_alert(event_id="a")])
+    await dispatcher.deliver([sample_alert(event_id="b", resource="back-door")])  # same source IP
+    await dispatcher.deliver([sample_alert(event_id="c", source_ip="203.0.113.1")])
+    assert [a.event_id for a in sink.alerts] == ["a", "c"]
+
+
+async def test_open_windows_are_summarised_at_shutdown() -> None:
+    clock, sink = FakeClock(), RecordingSink("slack")
+    dispatcher = Dispatcher({"slack": sink}, grouping=grouping(), clock=clock)
+    await burst(dispatcher, 10)
+    clock.advance(42)
+    await dispatcher.drain()
+    summary = sink.alerts[-1]
+    assert summary.details["grouped"] | {"sample_event_ids": []} == summary.details["grouped"] | {
+        "repeats": 9,
+        "closed": "shutdown",
+        "sample_event_ids": [],
+    }
+    assert "in the 42 s after it, before shutdown" in summary.summary
+
+
+async def test_a_single_alert_needs_no_summary() -> None:
+    clock, sink = FakeClock(), RecordingSink("slack")
+    dispatcher = Dispatcher({"slack": sink}, grouping=grouping(), clock=clock)
+    await burst(dispatcher, 1)
+    await dispatcher.drain()
+    assert len(sink.alerts) == 1
+
+
+def test_too_many_open_windows_close_the_oldest_early() -> None:
+    grouper = Grouper(grouping(max_groups=2), FakeClock())
+    for resource in ("a", "b"):
+        assert grouper.observe("slack", sample_alert(resource=resource, event_id=resource))
+        grouper.settle("slack", sample_alert(resource=resource), True)
+    assert not grouper.observe("slack", sample_alert(resource="a", event_id="a2"))
+    assert grouper.observe("slack", sample_alert(resource="c", event_id="c"))
+    assert grouper.open_groups == 2
+    [(sink, summary)] = grouper.due()
+    assert sink == "slack"
+    assert summary.details["grouped"]["closed"] == "evicted"
+
+
+def test_grouping_off_sends_everything() -> None:
+    grouper = Grouper(grouping(0), FakeClock())
+    assert all(grouper.observe("s", sample_alert()) for _ in range(5))
