@@ -1,0 +1,516 @@
+"""Amazon SQS: long-polling pollers, a bounded number of messages in flight, batched deletes.
+
+Several pollers long-poll one queue and share a semaphore of `max_in_flight` slots: a poller takes the
+slots it can (at least one, at most `max_messages`) before each ReceiveMessage, and a message gives its
+slot back when it is acked or retried. So a slow pipeline stops the receiving, and memory stays flat.
+
+`ack()` queues the message for DeleteMessageBatch: the batch goes out when 10 are pending (that ack awaits
+it, a natural brake if SQS is slow) or `ack_flush_seconds` after the first pending ack, and on `aclose()`.
+A failed entry is logged and counted; the message comes back and alert dedupe absorbs the repeat.
+`retry()` never deletes: it sets the visibility timeout to a backoff that doubles with the receive count,
+so a message that never succeeds reaches the queue's DLQ through its redrive policy.
+
+The client follows the standard credential chain and environment: `AWS_ENDPOINT_URL_SQS` and
+`AWS_ENDPOINT_URL` are honoured by botocore itself; the region is the queue URL's, else `AWS_REGION`,
+else botocore's default (`AWS_DEFAULT_REGION`, the profile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from kvs_sentinel.envelopes import Document
+from kvs_sentinel.events import Location
+from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock
+
+log = structlog.get_logger("kvs_sentinel.sources.sqs")
+
+MAX_VISIBILITY_SECONDS = 43_200  # 12 h, the SQS maximum
+DELETE_BATCH = 10  # the SQS maximum per DeleteMessageBatch
+RECEIVE_ERROR_BACKOFF_CAP = 30.0
+_REGION_IN_URL = re.compile(r"^(?:sqs[.-]([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?$")
+
+
+class SqsSourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue_url: str = Field(pattern=r"^https?://[^/\s]+/\d+/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
+    region: str | None = Field(None, description="default: the queue URL's region, else AWS_REGION")
+    wait_time_seconds: int = Field(20, ge=1, le=20)
+    max_messages: int = Field(10, ge=1, le=10)
+    pollers: int = Field(2, ge=1, le=32)
+    visibility_timeout: int = Field(60, ge=1, le=MAX_VISIBILITY_SECONDS)
+    max_in_flight: int = Field(100, ge=1, le=10_000)
+    retry_backoff_base_seconds: int = Field(10, ge=0, le=MAX_VISIBILITY_SECONDS)
+    retry_backoff_max_seconds: int = Field(900, ge=0, le=MAX_VISIBILITY_SECONDS)
+    ack_flush_seconds: float = Field(0.5, gt=0, le=10)
+
+
+def retry_visibility(receive_count: int, base: int, cap: int) -> int:
+    """Seconds until a failed message is visible again: base · 2^(receives - 1), capped (and ≤ 12 h)."""
+    exponent = min(max(receive_count, 1) - 1, 32)
+    return int(min(cap, MAX_VISIBILITY_SECONDS, base * 2**exponent))
+
+
+def queue_name(queue_url: str) -> str:
+    return queue_url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def queue_region(queue_url: str) -> str | None:
+    """The region in an AWS queue URL (`sqs.eu-west-1.amazonaws.com`, `eu-west-1.queue.amazonaws.com`)."""
+    match = _REGION_IN_URL.match(urlsplit(queue_url).hostname or "")
+    return (match.group(1) or match.group(2)) if match else None
+
+
+class SqsClient(Protocol):
+    """The calls we make on an SQS client (aiobotocore's, or a fake)."""
+
+    async def receive_message(self, **request: Any) -> Mapping[str, Any]: ...
+
+    async def delete_message_batch(self, **request: Any) -> Mapping[str, Any]: ...
+
+    async def change_message_visibility(self, **request: Any) -> Mapping[str, Any]: ...
+
+    async def change_message_visibility_batch(self, **request: Any) -> Mapping[str, Any]: ...
+
+    async def get_queue_attributes(self, **request: Any) -> Mapping[str, Any]: ...
+
+
+ClientFactory = Callable[[SqsSourceConfig], AbstractAsyncContextManager[SqsClient]]
+
+
+def aiobotocore_client(config: SqsSourceConfig) -> AbstractAsyncContextManager[SqsClient]:
+    """An aiobotocore SQS client: standard retries, a read timeout above the long-poll wait."""
+    from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
+    from aiobotocore.session import get_session  # type: ignore[import-untyped]
+
+    region = config.region or queue_region(config.queue_url) or os.environ.get("AWS_REGION") or None
+    client_config = AioConfig(
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=10,
+        read_timeout=config.wait_time_seconds + 15,
+        max_pool_connections=config.pollers + 10,
+    )
+    client: AbstractAsyncContextManager[SqsClient] = get_session().create_client(
+        "sqs", region_name=region, config=client_config
+    )
+    return client
+
+
+def _error_text(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        error = response.get("Error", {})
+        return f"{error.get('Code', 'Unknown')}: {error.get('Message', '')}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _aws_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+    return (ClientError, BotoCoreError, OSError, TimeoutError)
+
+
+@dataclass
+class SqsCounts:
+    """What the source did: read by the metrics endpoint and the closing summary."""
+
+    received: int = 0
+    acked: int = 0
+    deleted: int = 0
+    delete_failed: int = 0
+    delete_batches: int = 0
+    retried: int = 0
+    extended: int = 0
+    receive_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(eq=False)
+class SqsMessage:
+    """One SQS message: a single document (the body), acked or retried exactly once."""
+
+    id: str
+    documents: Sequence[Document]
+    receipt_handle: str
+    receive_count: int
+    sent_at: float | None  # epoch seconds (SentTimestamp), for the queue lag
+    _source: SqsSource = field(repr=False)
+    settled: bool = False
+
+    async def ack(self) -> None:
+        """Delete it (batched). Call only once every alert it produced was delivered."""
+        if self._settle():
+            await self._source._ack(self)
+
+    async def retry(self, reason: str) -> None:
+        """Leave it on the queue, visible again after the backoff for its receive count."""
+        if self._settle():
+            await self._source._retry(self, reason)
+
+    async def extend(self, seconds: int) -> None:
+        """Keep it invisible for `seconds` from now (long work); ignored once settled."""
+        if not self.settled:
+            await self._source._change_visibility(self, seconds, "extended")
+
+    @contextlib.asynccontextmanager
+    async def heartbeat(self, every: float | None = None, seconds: int | None = None) -> AsyncIterator[None]:
+        """While the block runs, extend visibility to `seconds` (default: the configured timeout) every
+        `every` seconds (default: half of it). The block must yield to the loop now and then."""
+        seconds = seconds or self._source.config.visibility_timeout
+        interval = every if every is not None else seconds / 2
+        task = asyncio.create_task(self._beat(interval, seconds))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _beat(self, interval: float, seconds: int) -> None:
+        while True:
+            await self._source.clock.sleep(interval)
+            await self.extend(seconds)
+
+    def _settle(self) -> bool:
+        if self.settled:
+            log.warning("message_already_settled", message_id=self.id)
+            return False
+        self.settled = True
+        self._source._give_back(1)
+        return True
+
+
+class SqsSource:
+    """The `Source` for `run`. Use `async with`, or call `aclose()`: it flushes pending deletes."""
+
+    def __init__(
+        self,
+        config: SqsSourceConfig,
+        *,
+        client_factory: ClientFactory = aiobotocore_client,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.config = config
+        self.queue_name = queue_name(config.queue_url)
+        self.client_factory = client_factory
+        self.clock = clock
+        self.counts = SqsCounts()
+        self.ready = False  # the last SQS call succeeded: for /readyz
+        self.last_receive_at: float | None = None  # clock.monotonic() of the last ReceiveMessage answer
+        self._slots = asyncio.BoundedSemaphore(config.max_in_flight)
+        self._held = 0
+        self._stopping = asyncio.Event()
+        self._closed = False  # aclose() began: no more delayed flushes
+        self._shut = False  # the client is closed
+        self._stack = AsyncExitStack()
+        self._client: SqsClient | None = None
+        self._client_lock = asyncio.Lock()
+        self._pending: list[SqsMessage] = []
+        self._pending_since = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._timed_flush: asyncio.Future[None] | None = None
+
+    async def __aenter__(self) -> SqsSource:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @property
+    def in_flight(self) -> int:
+        """Messages received and not yet acked or retried (plus slots a poller holds for a receive)."""
+        return self._held
+
+    async def client(self) -> SqsClient:
+        if self._shut:
+            raise RuntimeError(f"the SQS source for {self.queue_name} is closed")
+        async with self._client_lock:
+            if self._client is None:
+                self._client = await self._stack.enter_async_context(self.client_factory(self.config))
+            return self._client
+
+    def stop(self) -> None:
+        """No new ReceiveMessage: `messages()` ends once the receives under way have answered."""
+        self._stopping.set()
+
+    async def startup_check(self) -> bool:
+        """Whether the queue is reachable; warns `queue_has_no_redrive_policy` when it has no DLQ."""
+        try:
+            client = await self.client()
+            response = await client.get_queue_attributes(
+                QueueUrl=self.config.queue_url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"]
+            )
+        except _aws_errors() as exc:
+            self.ready = False
+            log.error("queue_unreachable", queue=self.queue_name, error=_error_text(exc))
+            return False
+        self.ready = True
+        attributes = response.get("Attributes", {})
+        if "RedrivePolicy" not in attributes:
+            log.warning(
+                "queue_has_no_redrive_policy",
+                queue=self.queue_name,
+                consequence="a message that always fails is retried until it expires, never dead-lettered",
+            )
+        else:
+            log.info("queue_checked", queue=self.queue_name, redrive_policy=attributes["RedrivePolicy"])
+        return True
+
+    async def messages(self) -> AsyncIterator[SqsMessage]:
+        client = await self.client()
+        ready: asyncio.Queue[SqsMessage | None] = asyncio.Queue()
+        pollers = [asyncio.create_task(self._poll(client, ready)) for _ in range(self.config.pollers)]
+        running = len(pollers)
+        try:
+            while running:
+                message = await ready.get()
+                if message is None:
+                    running -= 1
+                else:
+                    yield message
+            for task in pollers:
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    raise error
+        finally:
+            for task in pollers:
+                task.cancel()
+            await asyncio.gather(*pollers, return_exceptions=True)
+            leftover = [m for m in _drain(ready) if not m.settled]
+            if leftover:  # received, never handed out: visible again at once for another consumer
+                await self._release(leftover)
+
+    async def _poll(self, client: SqsClient, ready: asyncio.Queue[SqsMessage | None]) -> None:
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                taken = await self._take_slots()
+                received: list[SqsMessage] = []
+                try:
+                    if self._stopping.is_set():
+                        break
+                    received = await self._receive(client, taken)
+                except _aws_errors() as exc:
+                    failures += 1
+                    self.counts.receive_errors += 1
+                    self.ready = False
+                    log.error("receive_failed", queue=self.queue_name, error=_error_text(exc))
+                    await self._unless_stopped(
+                        self.clock.sleep(min(RECEIVE_ERROR_BACKOFF_CAP, 2.0 ** (failures - 1)))
+                    )
+                    continue
+                finally:
+                    self._give_back(taken - len(received))
+                failures = 0
+                for message in received:
+                    ready.put_nowait(message)
+        finally:
+            ready.put_nowait(None)
+
+    async def _take_slots(self) -> int:
+        """At least one in-flight slot (waiting for it unless stopped: then 0), and up to `max_messages`."""
+        if not await self._unless_stopped(self._slots.acquire()):
+            return 0
+        taken = 1
+        while taken < self.config.max_messages and not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once
+            taken += 1
+        self._held += taken
+        return taken
+
+    async def _unless_stopped(self, work: Awaitable[object]) -> bool:
+        """Await `work` unless stop() comes first (then it is cancelled); whether it completed."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in (task, stopping):
+                waiting.cancel()
+            await asyncio.gather(task, stopping, return_exceptions=True)
+        return not task.cancelled()
+
+    def _give_back(self, slots: int) -> None:
+        self._held -= slots
+        for _ in range(slots):
+            self._slots.release()
+
+    async def _receive(self, client: SqsClient, count: int) -> list[SqsMessage]:
+        response = await client.receive_message(
+            QueueUrl=self.config.queue_url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=self.config.wait_time_seconds,
+            VisibilityTimeout=self.config.visibility_timeout,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+        )
+        self.ready = True
+        self.last_receive_at = self.clock.monotonic()
+        received = [self._message(raw) for raw in response.get("Messages", [])[:count]]
+        self.counts.received += len(received)
+        return received
+
+    def _message(self, raw: Mapping[str, Any]) -> SqsMessage:
+        message_id = str(raw["MessageId"])
+        attributes = raw.get("Attributes", {})
+        sent = attributes.get("SentTimestamp")
+        return SqsMessage(
+            id=message_id,
+            documents=[Document(raw.get("Body", ""), Location(f"sqs:{self.queue_name}/{message_id}"))],
+            receipt_handle=str(raw["ReceiptHandle"]),
+            receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+            sent_at=int(sent) / 1000 if sent else None,
+            _source=self,
+        )
+
+    # --- acks -------------------------------------------------------------------------------------------
+
+    async def _ack(self, message: SqsMessage) -> None:
+        self.counts.acked += 1
+        if self._shut:
+            log.warning("message_acked_after_close", message_id=message.id, consequence="redelivered later")
+            return
+        self._pending.append(message)
+        if len(self._pending) >= DELETE_BATCH:
+            await self.flush()
+        elif not self._closed:
+            self._pending_since.set()
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        while not self._closed:
+            await self._pending_since.wait()
+            await self.clock.sleep(self.config.ack_flush_seconds)
+            self._timed_flush = asyncio.ensure_future(self.flush())
+            await asyncio.shield(self._timed_flush)  # aclose() cancels the wait, never a delete under way
+
+    async def flush(self) -> None:
+        """Delete every pending acked message now, in batches of 10."""
+        self._pending_since.clear()
+        while self._pending:
+            batch, self._pending = self._pending[:DELETE_BATCH], self._pending[DELETE_BATCH:]
+            await self._delete(batch)
+
+    async def _delete(self, batch: list[SqsMessage]) -> None:
+        entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(batch)]
+        self.counts.delete_batches += 1
+        try:
+            client = await self.client()
+            response = await client.delete_message_batch(QueueUrl=self.config.queue_url, Entries=entries)
+            failed = [
+                (batch[int(entry["Id"])].id, f"{entry.get('Code')}: {entry.get('Message', '')}".rstrip(": "))
+                for entry in response.get("Failed", [])
+            ]
+        except _aws_errors() as exc:
+            failed = [(message.id, _error_text(exc)) for message in batch]
+        self.counts.deleted += len(batch) - len(failed)
+        self.counts.delete_failed += len(failed)
+        for message_id, error in failed:
+            log.error(
+                "message_delete_failed",
+                queue=self.queue_name,
+                message_id=message_id,
+                error=error,
+                consequence="redelivered later; alert dedupe absorbs the repeat",
+            )
+
+    # --- visibility -------------------------------------------------------------------------------------
+
+    async def _retry(self, message: SqsMessage, reason: str) -> None:
+        self.counts.retried += 1
+        delay = retry_visibility(
+            message.receive_count,
+            self.config.retry_backoff_base_seconds,
+            self.config.retry_backoff_max_seconds,
+        )
+        log.warning(
+            "message_retried",
+            message_id=message.id,
+            receive_count=message.receive_count,
+            visible_in=delay,
+            reason=reason,
+        )
+        await self._change_visibility(message, delay, "retry")
+
+    async def _change_visibility(self, message: SqsMessage, seconds: int, why: str) -> None:
+        seconds = max(0, min(MAX_VISIBILITY_SECONDS, int(seconds)))
+        if self._shut:
+            log.warning("visibility_change_after_close", message_id=message.id, purpose=why)
+            return
+        try:
+            client = await self.client()
+            await client.change_message_visibility(
+                QueueUrl=self.config.queue_url,
+                ReceiptHandle=message.receipt_handle,
+                VisibilityTimeout=seconds,
+            )
+        except _aws_errors() as exc:
+            log.error(
+                "visibility_change_failed",
+                message_id=message.id,
+                purpose=why,
+                seconds=seconds,
+                error=_error_text(exc),
+            )
+            return
+        if why == "extended":
+            self.counts.extended += 1
+
+    async def _release(self, messages: list[SqsMessage]) -> None:
+        """Give unprocessed messages back to the queue at once (visibility 0), never deleting them."""
+        for message in messages:
+            message.settled = True
+            self._give_back(1)
+        if self._client is None:
+            return
+        for start in range(0, len(messages), DELETE_BATCH):
+            batch = messages[start : start + DELETE_BATCH]
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
+                for i, m in enumerate(batch)
+            ]
+            try:
+                await self._client.change_message_visibility_batch(
+                    QueueUrl=self.config.queue_url, Entries=entries
+                )
+            except _aws_errors() as exc:
+                log.warning("messages_release_failed", count=len(batch), error=_error_text(exc))
+
+    async def aclose(self) -> None:
+        """Stop receiving, send pending deletes, close the client."""
+        self.stop()
+        self._closed = True
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        try:
+            if self._timed_flush is not None:
+                await self._timed_flush
+            await self.flush()
+        finally:
+            self._shut = True
+            await self._stack.aclose()
+            self._client = None
+
+
+def _drain(queue: asyncio.Queue[SqsMessage | None]) -> list[SqsMessage]:
+    items: list[SqsMessage] = []
+    while not queue.empty():
+        item = queue.get_nowait()
+        if item is not None:
+            items.append(item)
+    return items
