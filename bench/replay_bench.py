@@ -27,6 +27,7 @@ import yaml
 from bench.corpus import generate_events, write_corpus
 from kvs_sentinel.config import LoadedConfig, load_config
 from kvs_sentinel.engine import Engine, Processor
+from kvs_sentinel.logs import configure_logging
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.sinks.stdout import JsonLinesSink
 from kvs_sentinel.sources.local import FileSource
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--big-events", type=int, default=1_000_000, help="0 skips the memory benchmark")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    configure_logging("warning", json=False)
     OUT.mkdir(exist_ok=True)
 
     corpus = OUT / f"corpus-{args.events}.jsonl"
