@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+import structlog
 from pydantic import BaseModel, ConfigDict
 
 from kvs_sentinel.alerts import Alert
+from kvs_sentinel.errors import DeliveryError
 
 
 class Sink(Protocol):
@@ -48,6 +50,7 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+log = structlog.get_logger("kvs_sentinel.sinks")
 
 
 @dataclass
@@ -59,6 +62,25 @@ class SinkCounts:
     rate_limited: int = 0
     failed_retryable: int = 0
     failed_permanent: int = 0
+
+    def failure(self, sink: str, alert: Alert, message: str, *, retryable: bool) -> DeliveryError:
+        """Count a final failure, log it once, and give the error for the caller to raise.
+
+        `message` must already be free of secrets: it is logged and becomes the error's text.
+        """
+        if retryable:
+            self.failed_retryable += 1
+        else:
+            self.failed_permanent += 1
+        log.error(
+            "delivery_failed",
+            sink=sink,
+            detector=alert.detector,
+            event_id=alert.event_id,
+            error=message,
+            retryable=retryable,
+        )
+        return DeliveryError(message, retryable=retryable)
 
 
 @dataclass

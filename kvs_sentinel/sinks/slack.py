@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from kvs_sentinel import __version__
 from kvs_sentinel.alerts import Alert, action_of
-from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.redact import redact, redact_url
 from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock, SinkContext, SinkCounts, register_sink
 
@@ -377,20 +376,8 @@ class SlackSink:
         self._fail(alert, f"gave up after {attempt} attempts, last: {last}", True)
 
     def _fail(self, alert: Alert, reason: str, retryable: bool) -> NoReturn:
-        if retryable:
-            self.counts.failed_retryable += 1
-        else:
-            self.counts.failed_permanent += 1
         message = self._redact(f"slack webhook {self.safe_url}: {reason}")
-        log.error(
-            "delivery_failed",
-            sink=self.name,
-            detector=alert.detector,
-            event_id=alert.event_id,
-            error=message,
-            retryable=retryable,
-        )
-        raise DeliveryError(message, retryable=retryable)
+        raise self.counts.failure(self.name, alert, message, retryable=retryable)
 
     async def flush(self) -> None:
         """Nothing buffered: `send` returns only once Slack accepted the message."""

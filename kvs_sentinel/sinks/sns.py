@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.detectors.spec import SEVERITY_NAMES
-from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock, SinkContext, SinkCounts, register_sink
 
 log = structlog.get_logger("kvs_sentinel.sinks.sns")
@@ -230,20 +229,8 @@ class SnsSink:
         self._fail(alert, f"gave up after {self.config.max_attempts} attempts, last: {last}", retryable=True)
 
     def _fail(self, alert: Alert, reason: str, *, retryable: bool) -> NoReturn:
-        if retryable:
-            self.counts.failed_retryable += 1
-        else:
-            self.counts.failed_permanent += 1
         message = f"sns topic {self.config.topic_arn}: {reason}"
-        log.error(
-            "delivery_failed",
-            sink=self.name,
-            detector=alert.detector,
-            event_id=alert.event_id,
-            error=message,
-            retryable=retryable,
-        )
-        raise DeliveryError(message, retryable=retryable)
+        raise self.counts.failure(self.name, alert, message, retryable=retryable)
 
     async def flush(self) -> None:
         """Nothing buffered: `send` returns only once SNS accepted the message."""
