@@ -224,40 +224,24 @@ def _regex_nocase(argument: Any) -> Test:
     return _regex(argument, ignore_case=True)
 
 
-@operator("prefix")
-def _prefix(argument: Any) -> Test:
-    prefixes = tuple(_strings(argument, "prefix"))
-    return _string_test(lambda value: value.startswith(prefixes))
+def _string_operator(name: str, matches: Callable[[str, tuple[str, ...]], bool]) -> None:
+    """Register `name` and its case-insensitive twin `i<name>`, both taking one string or a list."""
+
+    def cased(argument: Any) -> Test:
+        needles = tuple(_strings(argument, name))
+        return _string_test(lambda value: matches(value, needles))
+
+    def uncased(argument: Any) -> Test:
+        needles = tuple(needle.casefold() for needle in _strings(argument, "i" + name))
+        return _string_test(lambda value: matches(value.casefold(), needles))
+
+    OPERATORS[name] = cased
+    OPERATORS["i" + name] = uncased
 
 
-@operator("iprefix")
-def _iprefix(argument: Any) -> Test:
-    prefixes = tuple(p.casefold() for p in _strings(argument, "iprefix"))
-    return lambda value: type(value) is str and value.casefold().startswith(prefixes)
-
-
-@operator("suffix")
-def _suffix(argument: Any) -> Test:
-    suffixes = tuple(_strings(argument, "suffix"))
-    return _string_test(lambda value: value.endswith(suffixes))
-
-
-@operator("isuffix")
-def _isuffix(argument: Any) -> Test:
-    suffixes = tuple(s.casefold() for s in _strings(argument, "isuffix"))
-    return lambda value: type(value) is str and value.casefold().endswith(suffixes)
-
-
-@operator("contains")
-def _contains(argument: Any) -> Test:
-    needles = _strings(argument, "contains")
-    return lambda value: type(value) is str and any(needle in value for needle in needles)
-
-
-@operator("icontains")
-def _icontains(argument: Any) -> Test:
-    needles = [n.casefold() for n in _strings(argument, "icontains")]
-    return lambda value: type(value) is str and any(needle in value.casefold() for needle in needles)
+_string_operator("prefix", str.startswith)
+_string_operator("suffix", str.endswith)
+_string_operator("contains", lambda value, needles: any(needle in value for needle in needles))
 
 
 @operator("exists")
