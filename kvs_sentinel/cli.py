@@ -24,6 +24,7 @@ from kvs_sentinel.flood import Suppressions
 from kvs_sentinel.logs import configure_logging
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.routing import Dispatcher, Router
+from kvs_sentinel.run_config import DEFAULT_PORT
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sinks.registry import build_sinks
 from kvs_sentinel.sinks.stdout import JsonLinesSink
@@ -68,12 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("packs", nargs="*", type=Path, help="pack files to test instead of the config's packs")
     test.add_argument("--config", type=Path, help="sentinel.yaml (default: the shipped config)")
     test.add_argument("--verbose", "-v", action="store_true", help="list passing examples too")
+
+    run = commands.add_parser("run", help="consume CloudTrail from SQS until SIGTERM (the ECS service)")
+    run.add_argument("--config", type=Path, help="sentinel.yaml with sources and sinks sections")
+
+    health = commands.add_parser(
+        "health", help="exit 0 if a running sentinel answers /healthz (an ECS container health check)"
+    )
+    health.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default: {DEFAULT_PORT}")
+    health.add_argument("--path", default="/healthz", choices=["/healthz", "/readyz"])
+    health.add_argument("--url", help="the whole URL instead (http://host:port/healthz)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default: 3)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, None if args.log_format is None else args.log_format == "json")
+    if args.command == "health":  # no configuration: it must stay cheap, it runs every 30 s
+        from kvs_sentinel.health import check_health
+
+        url = args.url or f"http://127.0.0.1:{args.port}{args.path}"
+        return check_health(url, args.timeout, report=lambda line: print(line, file=sys.stderr))
     try:
         if args.command == "test" and args.packs:
             loaded = compile_config(
@@ -88,7 +105,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(loaded)
     if args.command == "test":
         return _test(loaded, verbose=args.verbose)
+    if args.command == "run":
+        return _run(loaded)
     return asyncio.run(_replay(args, loaded))
+
+
+def _run(loaded: LoadedConfig) -> int:
+    from kvs_sentinel.service import serve  # aiohttp, prometheus and aiobotocore: only for run
+
+    try:
+        return asyncio.run(serve(loaded))
+    except ConfigError as exc:
+        print(f"kvs-sentinel: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DeliveryError as exc:  # a sink that cannot even be built (a file that cannot be opened)
+        print(f"kvs-sentinel: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _validate(loaded: LoadedConfig) -> int:
@@ -100,6 +132,10 @@ def _validate(loaded: LoadedConfig) -> int:
     for name, values in sorted(loaded.lists.items()):
         if not values:
             print(f"  note: list ${name} is empty")
+    if loaded.sources:
+        queues = ", ".join(source.queue_url.rsplit("/", 1)[-1] for source in loaded.sources)
+        service = loaded.config.service
+        print(f"  run: queues {queues}; health port {service.health_port}, grace {service.grace_seconds:g} s")
     delivery = loaded.delivery
     if delivery.sinks:
         sinks = ", ".join(f"{name} ({setting.type})" for name, setting in delivery.sinks.items())

@@ -1,4 +1,5 @@
-"""sentinel.yaml: which packs to load, named-list overrides, inline detectors. Errors name file and path."""
+"""sentinel.yaml: which packs to load, named-list overrides, inline detectors, delivery, and what `run`
+consumes (run_config.py). Errors name file and path."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from kvs_sentinel.detectors.spec import DetectorSpec, PackSpec
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.flood import GroupingSpec, SuppressionSpec
 from kvs_sentinel.routing import RouteSpec
+from kvs_sentinel.run_config import ServiceConfig, SourceSpec, check_sources
 from kvs_sentinel.sinks.base import SinkSpec
 from kvs_sentinel.sinks.registry import SinkSetting, secret_fields, validate_sink
+from kvs_sentinel.sources.sqs_client import SqsSourceConfig
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BUILTIN_PREFIX = "builtin:"
@@ -39,6 +42,9 @@ class SentinelConfig(BaseModel):
     default_route: list[str] | None = None
     suppressions: list[SuppressionSpec] = []
     grouping: GroupingSpec = Field(default_factory=lambda: GroupingSpec.model_validate({}))
+    # `run`: the queues it consumes, and how it behaves as a service
+    sources: list[SourceSpec] = []
+    service: ServiceConfig = Field(default_factory=lambda: ServiceConfig.model_validate({}))
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class LoadedConfig:
     detectors: tuple[Detector, ...]
     packs: tuple[Path, ...]
     delivery: DeliverySettings = DeliverySettings()
+    sources: tuple[SqsSourceConfig, ...] = ()
 
 
 def shipped_config_dir() -> Path:
@@ -204,7 +211,8 @@ def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
         raise ConfigError(f"{config_path}: disabled: unknown detector ids {', '.join(unknown)}")
     enabled = tuple(d for d in detectors if d.id not in set(config.disabled))
     delivery = check_delivery(config, frozenset(seen), config_path)
-    return LoadedConfig(config_path, config, lists, enabled, pack_paths, delivery)
+    queues = check_sources(config.sources, config_path, validation_problems)
+    return LoadedConfig(config_path, config, lists, enabled, pack_paths, delivery, queues)
 
 
 def _check_secrets_from_env(data: Mapping[str, Any], path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -63,12 +63,16 @@ class Processor:
     """Runs documents through the normaliser and the engine, counting everything in `stats`.
 
     One bad record or one crashing detector costs that record only: it is counted and reported,
-    the rest go on.
+    the rest go on. `on_event_time`, when given, sees the `eventTime` of every event read, whether or not
+    a detector looks at it (`run` measures its lag with it; `replay` passes none).
     """
 
-    def __init__(self, engine: Engine, stats: RunStats) -> None:
+    def __init__(
+        self, engine: Engine, stats: RunStats, on_event_time: Callable[[object], object] | None = None
+    ) -> None:
         self.engine = engine
         self.stats = stats
+        self.on_event_time = on_event_time
 
     def process(self, document: Document, outcome: Outcome | None = None) -> Outcome:
         outcome = outcome or Outcome()
@@ -90,6 +94,7 @@ class Processor:
         decode = DOC_DECODER.decode
         plans_for = self.engine.index.plans_for
         location = document.location
+        observe = self.on_event_time
         bare = 0
         lines: list[bytes] = document.data  # type: ignore[assignment]
         for number, line in enumerate(lines, document.start):
@@ -101,6 +106,8 @@ class Processor:
                 continue
             if type(doc) is Doc and doc.eventSource is not None and doc.s3 is None:
                 bare += 1
+                if observe is not None:
+                    observe(doc.eventTime)
                 source, name = doc.eventSource, doc.eventName
                 if type(source) is str and type(name) is str:
                     plans = plans_for(source, name)
@@ -116,6 +123,8 @@ class Processor:
                 inner = as_doc(doc.detail) if doc.detail else None
                 if inner is not None:
                     self.stats.events_by_form["eventbridge"] += 1
+                    if observe is not None:
+                        observe(inner.eventTime)
                     self._evaluate(Event(inner, "eventbridge", location, None, doc, number), outcome, None)
                 else:
                     self._items(normalise(line, Location(location.source, number)), outcome)
@@ -130,11 +139,14 @@ class Processor:
             self._items(items_of(Document(bytes(raw), location, "records", start)), outcome)
             return
         plans_for = self.engine.index.plans_for
+        observe = self.on_event_time
         records = 0
         for position, element in enumerate(elements, start):
             doc = as_doc(element)
             if doc is not None and doc.eventSource is not None and doc.s3 is None:
                 records += 1
+                if observe is not None:
+                    observe(doc.eventTime)
                 source, name = doc.eventSource, doc.eventName
                 if type(source) is str and type(name) is str:
                     plans = plans_for(source, name)
@@ -152,6 +164,8 @@ class Processor:
         for item in items:
             if type(item) is Event:
                 stats.events_by_form[item.form] += 1
+                if self.on_event_time is not None:
+                    self.on_event_time(item.doc.eventTime)
                 self._evaluate(item, outcome, None)
             elif type(item) is Skipped:
                 stats.skipped[item.reason] += 1

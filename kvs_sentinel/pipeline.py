@@ -5,22 +5,37 @@ only after every alert it produced was accepted by every sink it was routed to (
 grouped repeats count as handled); any failure leaves it for retry. While workers run, a ticker sends the
 summaries of grouping windows as they end; when the source is exhausted (or stopped), every open window
 is closed and summarised before `run` returns.
+
+`run` adds three optional collaborators, which `replay` does without: a `LogFileReader` (messages that
+point at CloudTrail log files in S3 have them fetched and processed, with the message's visibility
+extended meanwhile), an `AlertDeduper` (an alert already delivered for the same detector and eventID is
+not sent again when SQS redelivers its event) and `Metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import structlog
 
+from kvs_sentinel.alerts import Alert
+from kvs_sentinel.dedupe import AlertDeduper
 from kvs_sentinel.engine import Outcome, Processor
+from kvs_sentinel.envelopes import Document, LogFileRef, Malformed, Skipped
 from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sources.base import Message, Source
+from kvs_sentinel.sources.files import FileItem
+from kvs_sentinel.sources.s3 import LogFileError
+
+if TYPE_CHECKING:
+    from kvs_sentinel.metrics import Metrics  # prometheus_client: only `run` loads it
 
 log = structlog.get_logger("kvs_sentinel.pipeline")
 IDLE_TICK_SECONDS = 1.0
@@ -31,6 +46,17 @@ class PipelineCounts:
     messages_done: int = 0
     messages_failed: int = 0
     alerts_delivered: int = 0
+    alerts_deduplicated: int = 0
+    log_files_read: int = 0
+
+
+class LogFileReader(Protocol):
+    """Fetches the CloudTrail log file a message points at, and cuts it into documents."""
+
+    async def open(self, ref: LogFileRef) -> BinaryIO:
+        """The object as a seekable stream the caller closes; raises LogFileError."""
+
+    def documents(self, stream: BinaryIO, ref: LogFileRef) -> Iterator[FileItem]: ...
 
 
 class Pipeline:
@@ -43,6 +69,10 @@ class Pipeline:
         dispatcher: Dispatcher | None = None,
         workers: int = 1,
         queue_size: int = 8,
+        log_files: LogFileReader | None = None,
+        dedupe: AlertDeduper | None = None,
+        metrics: Metrics | None = None,
+        log_alerts: bool = False,
     ) -> None:
         if dispatcher is not None and sinks:
             raise ValueError("give sinks or a dispatcher, not both")
@@ -51,6 +81,10 @@ class Pipeline:
         self.dispatcher = dispatcher or Dispatcher.broadcast(sinks)
         self.workers = workers
         self.queue_size = queue_size
+        self.log_files = log_files
+        self.dedupe = dedupe
+        self.metrics = metrics
+        self.log_alerts = log_alerts  # one log line per alert sent (run); replay writes alerts instead
         self.counts = PipelineCounts()
 
     @property
@@ -92,12 +126,15 @@ class Pipeline:
                 await self.dispatcher.emit_due()
 
     async def _receive(self, queue: asyncio.Queue[Message | None], stop: asyncio.Event) -> None:
+        messages = self.source.messages()
         try:
-            async for message in self.source.messages():
+            async for message in messages:
                 await queue.put(message)
                 if stop.is_set():
                     break
         finally:
+            if (close := getattr(messages, "aclose", None)) is not None:
+                await close()  # now, not when collected: a source releases what it received
             for _ in range(self.workers):
                 await queue.put(None)
 
@@ -107,14 +144,21 @@ class Pipeline:
 
     async def handle(self, message: Message) -> None:
         structlog.contextvars.bind_contextvars(message_id=message.id)
+        received_at: float | None = getattr(message, "received_at", None)
         try:
             outcome = Outcome()
             for document in message.documents:
                 self.processor.process(document, outcome)
             await self.deliver(outcome)
+            if outcome.log_files and self.log_files is not None:
+                await self._read_log_files(message, outcome.log_files, self.log_files)
         except DeliveryError as exc:
             self.counts.messages_failed += 1
             log.error("message_delivery_failed", error=str(exc), retryable=exc.retryable)
+            await message.retry(str(exc))
+        except LogFileError as exc:
+            self.counts.messages_failed += 1
+            log.error("log_file_failed", error=str(exc), retryable=exc.retryable)
             await message.retry(str(exc))
         except Exception as exc:
             self.counts.messages_failed += 1
@@ -124,10 +168,65 @@ class Pipeline:
             await message.ack()
             self.counts.messages_done += 1
         finally:
+            if self.metrics is not None and received_at is not None:
+                self.metrics.message_processed(time.monotonic() - received_at)
             structlog.contextvars.unbind_contextvars("message_id")
+
+    async def _read_log_files(
+        self, message: Message, refs: Sequence[LogFileRef], reader: LogFileReader
+    ) -> None:
+        """Each log file's documents, delivered as they are read (memory stays flat); the message stays
+        invisible meanwhile. After a failure, the redelivery skips the alerts already delivered."""
+        heartbeat = getattr(message, "heartbeat", None)
+        stats = self.processor.stats
+        async with heartbeat() if heartbeat is not None else contextlib.nullcontext():
+            for ref in refs:
+                stream = await reader.open(ref)
+                try:
+                    for item in reader.documents(stream, ref):
+                        if type(item) is Document:
+                            await self.deliver(self.processor.process(item))
+                        elif type(item) is Malformed:
+                            stats.report_malformed(item)
+                        elif type(item) is Skipped:
+                            stats.skipped[item.reason] += 1
+                        await asyncio.sleep(0)  # the heartbeat, the probes and the other workers run
+                finally:
+                    stream.close()
+                self.counts.log_files_read += 1
+                log.info("log_file_processed", bucket=ref.bucket, key=ref.key)
 
     async def deliver(self, outcome: Outcome) -> None:
         """Every alert to the sinks it is routed to; raises DeliveryError unless all accepted it."""
-        if outcome.alerts:
-            await self.dispatcher.deliver(outcome.alerts)
-            self.counts.alerts_delivered += len(outcome.alerts)
+        alerts = outcome.alerts
+        if not alerts:
+            return
+        dedupe = self.dedupe
+        if dedupe is not None:
+            alerts = [alert for alert in alerts if not self._already_sent(alert, dedupe)]
+            if not alerts:
+                return
+        await self.dispatcher.deliver(alerts)
+        self.counts.alerts_delivered += len(alerts)
+        for alert in alerts:
+            if dedupe is not None:  # only now: a failed delivery must be tried again on redelivery
+                dedupe.record(alert.detector, alert.event_id)
+            if self.metrics is not None:
+                self.metrics.alert_emitted(alert.detector, alert.severity)
+            if self.log_alerts:
+                log.info(
+                    "alert_dispatched",
+                    detector=alert.detector,
+                    severity=alert.severity,
+                    event_id=alert.event_id,
+                    event_name=alert.event_name,
+                )
+
+    def _already_sent(self, alert: Alert, dedupe: AlertDeduper) -> bool:
+        if not dedupe.is_duplicate(alert.detector, alert.event_id):
+            return False
+        self.counts.alerts_deduplicated += 1
+        if self.metrics is not None:
+            self.metrics.alert_deduplicated(alert.detector)
+        log.info("alert_deduplicated", detector=alert.detector, event_id=alert.event_id)
+        return True

@@ -4,122 +4,47 @@ Several pollers long-poll one queue and share a semaphore of `max_in_flight` slo
 slots it can (at least one, at most `max_messages`) before each ReceiveMessage, and a message gives its
 slot back when it is acked or retried. So a slow pipeline stops the receiving, and memory stays flat.
 
-`ack()` queues the message for DeleteMessageBatch: the batch goes out when 10 are pending (that ack awaits
-it, a natural brake if SQS is slow) or `ack_flush_seconds` after the first pending ack, and on `aclose()`.
-A failed entry is logged and counted; the message comes back and alert dedupe absorbs the repeat.
+`ack()` queues the message for DeleteMessageBatch (sqs_acks.py): ten at a time, or `ack_flush_seconds`
+after the first pending ack, and on `aclose()`.
 `retry()` never deletes: it sets the visibility timeout to a backoff that doubles with the receive count,
-so a message that never succeeds reaches the queue's DLQ through its redrive policy.
+so a message that never succeeds reaches the queue's DLQ through its redrive policy. `stop()` also cuts
+short the long polls under way: a message SQS handed to a cancelled receive is invisible until its
+visibility timeout ends, then delivered again (delayed, never lost).
 
-The client follows the standard credential chain and environment: `AWS_ENDPOINT_URL_SQS` and
-`AWS_ENDPOINT_URL` are honoured by botocore itself; the region is the queue URL's, else `AWS_REGION`,
-else botocore's default (`AWS_DEFAULT_REGION`, the profile).
+The client, its configuration and the AWS environment it follows are in sqs_client.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.events import Location
 from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock
+from kvs_sentinel.sources.sqs_acks import DELETE_BATCH, AckBatcher
+from kvs_sentinel.sources.sqs_client import (
+    MAX_VISIBILITY_SECONDS,
+    RECEIVE_ERROR_BACKOFF_CAP,
+    ClientFactory,
+    SqsClient,
+    SqsSourceConfig,
+    aiobotocore_client,
+    queue_name,
+    queue_region,
+    retry_visibility,
+)
+from kvs_sentinel.sources.sqs_client import aws_errors as _aws_errors
+from kvs_sentinel.sources.sqs_client import error_text as _error_text
 
 log = structlog.get_logger("kvs_sentinel.sources.sqs")
-
-MAX_VISIBILITY_SECONDS = 43_200  # 12 h, the SQS maximum
-DELETE_BATCH = 10  # the SQS maximum per DeleteMessageBatch
-RECEIVE_ERROR_BACKOFF_CAP = 30.0
-_REGION_IN_URL = re.compile(r"^(?:sqs[.-]([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?$")
-
-
-class SqsSourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    queue_url: str = Field(pattern=r"^https?://[^/\s]+/\d+/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
-    region: str | None = Field(None, description="default: the queue URL's region, else AWS_REGION")
-    wait_time_seconds: int = Field(20, ge=1, le=20)
-    max_messages: int = Field(10, ge=1, le=10)
-    pollers: int = Field(2, ge=1, le=32)
-    visibility_timeout: int = Field(60, ge=1, le=MAX_VISIBILITY_SECONDS)
-    max_in_flight: int = Field(100, ge=1, le=10_000)
-    retry_backoff_base_seconds: int = Field(10, ge=0, le=MAX_VISIBILITY_SECONDS)
-    retry_backoff_max_seconds: int = Field(900, ge=0, le=MAX_VISIBILITY_SECONDS)
-    ack_flush_seconds: float = Field(0.5, gt=0, le=10)
-
-
-def retry_visibility(receive_count: int, base: int, cap: int) -> int:
-    """Seconds until a failed message is visible again: base · 2^(receives - 1), capped (and ≤ 12 h)."""
-    exponent = min(max(receive_count, 1) - 1, 32)
-    return int(min(cap, MAX_VISIBILITY_SECONDS, base * 2**exponent))
-
-
-def queue_name(queue_url: str) -> str:
-    return queue_url.rstrip("/").rsplit("/", 1)[-1]
-
-
-def queue_region(queue_url: str) -> str | None:
-    """The region in an AWS queue URL (`sqs.eu-west-1.amazonaws.com`, `eu-west-1.queue.amazonaws.com`)."""
-    match = _REGION_IN_URL.match(urlsplit(queue_url).hostname or "")
-    return (match.group(1) or match.group(2)) if match else None
-
-
-class SqsClient(Protocol):
-    """The calls we make on an SQS client (aiobotocore's, or a fake)."""
-
-    async def receive_message(self, **request: Any) -> Mapping[str, Any]: ...
-
-    async def delete_message_batch(self, **request: Any) -> Mapping[str, Any]: ...
-
-    async def change_message_visibility(self, **request: Any) -> Mapping[str, Any]: ...
-
-    async def change_message_visibility_batch(self, **request: Any) -> Mapping[str, Any]: ...
-
-    async def get_queue_attributes(self, **request: Any) -> Mapping[str, Any]: ...
-
-
-ClientFactory = Callable[[SqsSourceConfig], AbstractAsyncContextManager[SqsClient]]
-
-
-def aiobotocore_client(config: SqsSourceConfig) -> AbstractAsyncContextManager[SqsClient]:
-    """An aiobotocore SQS client: standard retries, a read timeout above the long-poll wait."""
-    from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
-    from aiobotocore.session import get_session  # type: ignore[import-untyped]
-
-    region = config.region or queue_region(config.queue_url) or os.environ.get("AWS_REGION") or None
-    client_config = AioConfig(
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=10,
-        read_timeout=config.wait_time_seconds + 15,
-        max_pool_connections=config.pollers + 10,
-    )
-    client: AbstractAsyncContextManager[SqsClient] = get_session().create_client(
-        "sqs", region_name=region, config=client_config
-    )
-    return client
-
-
-def _error_text(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        error = response.get("Error", {})
-        return f"{error.get('Code', 'Unknown')}: {error.get('Message', '')}".rstrip(": ")
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _aws_errors() -> tuple[type[BaseException], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
-
-    return (ClientError, BotoCoreError, OSError, TimeoutError)
 
 
 @dataclass
@@ -150,6 +75,7 @@ class SqsMessage:
     sent_at: float | None  # epoch seconds (SentTimestamp), for the queue lag
     _source: SqsSource = field(repr=False)
     settled: bool = False
+    received_at: float = field(default_factory=time.monotonic)  # for the processing-time metric
 
     async def ack(self) -> None:
         """Delete it (batched). Call only once every alert it produced was delivered."""
@@ -214,15 +140,20 @@ class SqsSource:
         self._slots = asyncio.BoundedSemaphore(config.max_in_flight)
         self._held = 0
         self._stopping = asyncio.Event()
-        self._closed = False  # aclose() began: no more delayed flushes
         self._shut = False  # the client is closed
         self._stack = AsyncExitStack()
         self._client: SqsClient | None = None
         self._client_lock = asyncio.Lock()
-        self._pending: list[SqsMessage] = []
-        self._pending_since = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
-        self._timed_flush: asyncio.Future[None] | None = None
+        self._acks = AckBatcher(
+            config.queue_url,
+            self.queue_name,
+            self.client,
+            self.counts,
+            config.ack_flush_seconds,
+            clock,
+            _aws_errors,
+            _error_text,
+        )
 
     async def __aenter__(self) -> SqsSource:
         return self
@@ -270,7 +201,7 @@ class SqsSource:
             log.info("queue_checked", queue=self.queue_name, redrive_policy=attributes["RedrivePolicy"])
         return True
 
-    async def messages(self) -> AsyncIterator[SqsMessage]:
+    async def messages(self) -> AsyncGenerator[SqsMessage, None]:
         client = await self.client()
         ready: asyncio.Queue[SqsMessage | None] = asyncio.Queue()
         pollers = [asyncio.create_task(self._poll(client, ready)) for _ in range(self.config.pollers)]
@@ -302,7 +233,10 @@ class SqsSource:
                 try:
                     if self._stopping.is_set():
                         break
-                    received = await self._receive(client, taken)
+                    receive = asyncio.ensure_future(self._receive(client, taken))
+                    if not await self._unless_stopped(receive):
+                        break  # stop() cut the long poll short
+                    received = receive.result()
                 except _aws_errors() as exc:
                     failures += 1
                     self.counts.receive_errors += 1
@@ -382,50 +316,11 @@ class SqsSource:
         if self._shut:
             log.warning("message_acked_after_close", message_id=message.id, consequence="redelivered later")
             return
-        self._pending.append(message)
-        if len(self._pending) >= DELETE_BATCH:
-            await self.flush()
-        elif not self._closed:
-            self._pending_since.set()
-            if self._flusher is None or self._flusher.done():
-                self._flusher = asyncio.create_task(self._flush_later())
-
-    async def _flush_later(self) -> None:
-        while not self._closed:
-            await self._pending_since.wait()
-            await self.clock.sleep(self.config.ack_flush_seconds)
-            self._timed_flush = asyncio.ensure_future(self.flush())
-            await asyncio.shield(self._timed_flush)  # aclose() cancels the wait, never a delete under way
+        await self._acks.add(message)
 
     async def flush(self) -> None:
         """Delete every pending acked message now, in batches of 10."""
-        self._pending_since.clear()
-        while self._pending:
-            batch, self._pending = self._pending[:DELETE_BATCH], self._pending[DELETE_BATCH:]
-            await self._delete(batch)
-
-    async def _delete(self, batch: list[SqsMessage]) -> None:
-        entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(batch)]
-        self.counts.delete_batches += 1
-        try:
-            client = await self.client()
-            response = await client.delete_message_batch(QueueUrl=self.config.queue_url, Entries=entries)
-            failed = [
-                (batch[int(entry["Id"])].id, f"{entry.get('Code')}: {entry.get('Message', '')}".rstrip(": "))
-                for entry in response.get("Failed", [])
-            ]
-        except _aws_errors() as exc:
-            failed = [(message.id, _error_text(exc)) for message in batch]
-        self.counts.deleted += len(batch) - len(failed)
-        self.counts.delete_failed += len(failed)
-        for message_id, error in failed:
-            log.error(
-                "message_delete_failed",
-                queue=self.queue_name,
-                message_id=message_id,
-                error=error,
-                consequence="redelivered later; alert dedupe absorbs the repeat",
-            )
+        await self._acks.flush()
 
     # --- visibility -------------------------------------------------------------------------------------
 
@@ -469,6 +364,10 @@ class SqsSource:
         if why == "extended":
             self.counts.extended += 1
 
+    async def release(self, messages: Sequence[SqsMessage]) -> None:
+        """Give messages nobody will process back to the queue at once (visibility 0), never deleting."""
+        await self._release([m for m in messages if not m.settled])
+
     async def _release(self, messages: list[SqsMessage]) -> None:
         """Give unprocessed messages back to the queue at once (visibility 0), never deleting them."""
         for message in messages:
@@ -492,15 +391,8 @@ class SqsSource:
     async def aclose(self) -> None:
         """Stop receiving, send pending deletes, close the client."""
         self.stop()
-        self._closed = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
         try:
-            if self._timed_flush is not None:
-                await self._timed_flush
-            await self.flush()
+            await self._acks.close()
         finally:
             self._shut = True
             await self._stack.aclose()
@@ -514,3 +406,17 @@ def _drain(queue: asyncio.Queue[SqsMessage | None]) -> list[SqsMessage]:
         if item is not None:
             items.append(item)
     return items
+
+
+__all__ = [
+    "MAX_VISIBILITY_SECONDS",
+    "SqsClient",
+    "SqsCounts",
+    "SqsMessage",
+    "SqsSource",
+    "SqsSourceConfig",
+    "aiobotocore_client",
+    "queue_name",
+    "queue_region",
+    "retry_visibility",
+]

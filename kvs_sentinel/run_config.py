@@ -1,0 +1,91 @@
+"""The `sources:` and `service:` sections of sentinel.yaml: what `kvs-sentinel run` consumes, and how.
+
+Sources are a list; each names its `type:` and that type's options (pass two checks them against the
+type's Config, as sinks are checked):
+
+    sources:
+      - type: sqs
+        queue_url: ${KVS_SENTINEL_QUEUE_URL}
+    service:
+      health_port: 8080
+      grace_seconds: 25
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kvs_sentinel.dedupe import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW_SECONDS
+from kvs_sentinel.errors import ConfigError
+from kvs_sentinel.sources.s3 import MAX_OBJECT_BYTES, MAX_UNZIPPED_BYTES
+from kvs_sentinel.sources.sqs_client import SqsSourceConfig
+
+# `type:` → its options model. A new consumer (Kinesis, say) registers here.
+SOURCE_TYPES: dict[str, type[BaseModel]] = {"sqs": SqsSourceConfig}
+DEFAULT_PORT = 8080  # as health.DEFAULT_PORT, without importing aiohttp into every command
+
+
+class SourceSpec(BaseModel):
+    """Pass one of `sources[i]`: a `type`; the type's own Config checks the rest (pass two)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+
+
+class ServiceConfig(BaseModel):
+    """How `run` behaves as a service: probes, shutdown, workers, dedupe and S3 limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    health_host: str = Field("0.0.0.0", description="where /healthz, /readyz and /metrics listen")
+    health_port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="0: any free port")
+    grace_seconds: float = Field(
+        25, gt=0, le=3600, description="SIGTERM to exit, all included: below ECS's stopTimeout (30 s)"
+    )
+    close_seconds: float = Field(
+        4, gt=0, le=600, description="of the grace period, kept for cancelling, deleting and closing"
+    )
+    workers: int = Field(8, ge=1, le=256, description="messages processed at once")
+    dedupe_window_seconds: float = Field(DEFAULT_WINDOW_SECONDS, gt=0)
+    dedupe_max_entries: int = Field(DEFAULT_MAX_ENTRIES, ge=1)
+    s3_region: str | None = Field(None, description="default: AWS_REGION; other regions are followed")
+    s3_max_object_bytes: int = Field(MAX_OBJECT_BYTES, ge=1)
+    s3_max_unzipped_bytes: int = Field(MAX_UNZIPPED_BYTES, ge=1)
+
+    @model_validator(mode="after")
+    def _close_within_grace(self) -> ServiceConfig:
+        if self.close_seconds >= self.grace_seconds:
+            raise ValueError("close_seconds must be shorter than grace_seconds")
+        return self
+
+    @property
+    def drain_seconds(self) -> float:
+        """How long in-flight work may take after SIGTERM before it is cancelled."""
+        return self.grace_seconds - self.close_seconds
+
+
+def check_sources(specs: Sequence[SourceSpec], path: Path, problems: Any) -> tuple[SqsSourceConfig, ...]:
+    """Pass two of `sources`: each entry's options against its type's Config."""
+    checked: list[SqsSourceConfig] = []
+    for i, spec in enumerate(specs):
+        model = SOURCE_TYPES.get(spec.type)
+        if model is None:
+            known = ", ".join(sorted(SOURCE_TYPES))
+            raise ConfigError(f"{path}: sources[{i}].type: unknown source type {spec.type!r}; known: {known}")
+        options = dict(spec.model_extra or {})
+        try:
+            config = model.model_validate(options)
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: sources[{i}].{problems(exc, options)}") from None
+        assert isinstance(config, SqsSourceConfig)
+        checked.append(config)
+    urls = [config.queue_url for config in checked]
+    repeated = sorted({url for url in urls if urls.count(url) > 1})
+    if repeated:
+        raise ConfigError(f"{path}: sources: queue listed twice: {', '.join(repeated)}")
+    return tuple(checked)

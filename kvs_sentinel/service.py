@@ -1,0 +1,271 @@
+"""`kvs-sentinel run`: SQS queues → the pipeline → sinks, as a long-running ECS service.
+
+Start-up: the sinks, the S3 client and the health server are entered into one `AsyncExitStack`; each
+queue is checked (reachable? a redrive policy?); then the pipeline runs until SIGTERM/SIGINT, which only
+set an `asyncio.Event`. Shutdown (saq style): stop receiving (long polls are cut short), let in-flight
+messages finish for `grace_seconds - close_seconds`, then cancel what is left with a hard deadline; a
+cancelled message is neither acked nor retried, so SQS delivers it again when its visibility timeout
+ends. Only then are the sources closed (pending deletes sent), then the S3 client, the sinks and the
+health server. One summary line ends the run ("N done, M failed", arq style).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import structlog
+
+from kvs_sentinel.alerts import Alert
+from kvs_sentinel.config import LoadedConfig
+from kvs_sentinel.dedupe import AlertDeduper
+from kvs_sentinel.engine import Engine, Processor
+from kvs_sentinel.envelopes import LogFileRef
+from kvs_sentinel.errors import ConfigError, DeliveryError
+from kvs_sentinel.flood import Suppressions
+from kvs_sentinel.health import HealthServer
+from kvs_sentinel.metrics import Metrics
+from kvs_sentinel.pipeline import Pipeline, PipelineCounts
+from kvs_sentinel.routing import Dispatcher, Router
+from kvs_sentinel.run_config import ServiceConfig
+from kvs_sentinel.sinks.base import Sink
+from kvs_sentinel.sinks.registry import build_sinks
+from kvs_sentinel.sources.files import FileItem
+from kvs_sentinel.sources.merge import MergedSource
+from kvs_sentinel.sources.s3 import (
+    S3Getter,
+    documents_of_log_file,
+    fetch_log_file,
+    log_file_location,
+    s3_client,
+)
+from kvs_sentinel.sources.sqs import SqsSource
+from kvs_sentinel.stats import RunStats
+
+log = structlog.get_logger("kvs_sentinel.service")
+
+S3Factory = Callable[[str | None], AbstractAsyncContextManager[S3Getter]]
+
+
+class S3LogFiles:
+    """The pipeline's `LogFileReader` for CloudTrail log files in S3, with the configured caps."""
+
+    def __init__(self, client: S3Getter, settings: ServiceConfig) -> None:
+        self.client = client
+        self.settings = settings
+
+    async def open(self, ref: LogFileRef) -> BinaryIO:
+        return await fetch_log_file(self.client, ref, max_bytes=self.settings.s3_max_object_bytes)
+
+    def documents(self, stream: BinaryIO, ref: LogFileRef) -> Iterator[FileItem]:
+        return documents_of_log_file(
+            stream, log_file_location(ref), max_unzipped_bytes=self.settings.s3_max_unzipped_bytes
+        )
+
+
+class MeteredSink:
+    """A sink whose failures are counted in the metrics (by sink name and whether a retry may help)."""
+
+    def __init__(self, sink: Sink, metrics: Metrics) -> None:
+        self.inner = sink
+        self.name = sink.name
+        self.metrics = metrics
+
+    async def send(self, alert: Alert) -> None:
+        try:
+            await self.inner.send(alert)
+        except DeliveryError as exc:
+            self.metrics.sink_failed(self.name, retryable=exc.retryable)
+            raise
+
+    async def flush(self) -> None:
+        try:
+            await self.inner.flush()
+        except DeliveryError as exc:
+            self.metrics.sink_failed(self.name, retryable=exc.retryable)
+            raise
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
+class RunSummary:
+    counts: PipelineCounts
+    forced: bool = False  # the drain deadline passed and in-flight work was cancelled
+    crashed: bool = False  # the pipeline ended on its own with an error
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.crashed else 0
+
+
+class Service:
+    """One replica of the consumer. `run()` returns once `request_stop()` was called and shutdown ended."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        sources: Sequence[SqsSource] | None = None,
+        sinks: Mapping[str, Sink] | None = None,
+        s3_factory: S3Factory = s3_client,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.settings = loaded.config.service
+        self.stats = RunStats()
+        self.metrics = metrics or Metrics()
+        self.sources = list(sources) if sources is not None else [SqsSource(c) for c in loaded.sources]
+        if not self.sources:
+            raise ConfigError(f"{loaded.path}: run needs a sources section (see config/sentinel.yaml)")
+        self._sinks = sinks
+        self.s3_factory = s3_factory
+        self.stopping = asyncio.Event()
+        self.health: HealthServer | None = None
+        self.pipeline: Pipeline | None = None
+        self._task: asyncio.Task[PipelineCounts] | None = None
+
+    def request_stop(self) -> None:
+        """What SIGTERM and SIGINT do: nothing else, the run loop acts on it."""
+        if not self.stopping.is_set():
+            log.info("shutdown_requested", grace_seconds=self.settings.grace_seconds)
+        self.stopping.set()
+
+    def is_alive(self) -> bool:
+        """The loop answers (this runs in it) and the pipeline has not died. Not receiving is fine:
+        backpressure from a slow sink legitimately stops the receiving."""
+        return self._task is None or not self._task.done() or self.stopping.is_set()
+
+    def is_ready(self) -> bool:
+        return all(source.ready for source in self.sources)
+
+    def dispatcher(self) -> Dispatcher:
+        delivery = self.loaded.delivery
+        sinks = self._sinks if self._sinks is not None else build_sinks(delivery.sinks)
+        if not sinks:
+            raise ConfigError(f"{self.loaded.path}: run needs a sinks section (see config/sentinel.yaml)")
+        # sinks given in code (tests, benchmarks) take every alert unless the config routes them
+        default = delivery.default_route if delivery.sinks else tuple(sinks)
+        return Dispatcher(
+            {name: MeteredSink(sink, self.metrics) for name, sink in sinks.items()},
+            Router(delivery.routes, default),
+            suppressions=Suppressions(delivery.suppressions),
+            grouping=delivery.grouping,
+        )
+
+    async def run(self) -> RunSummary:
+        settings = self.settings
+        started = time.monotonic()
+        async with AsyncExitStack() as stack:
+            dispatcher = self.dispatcher()
+            stack.push_async_callback(dispatcher.aclose)
+            s3 = await stack.enter_async_context(self.s3_factory(settings.s3_region))
+            self.health = HealthServer(
+                settings.health_port, self.is_alive, self.is_ready, self.metrics, host=settings.health_host
+            )
+            await stack.enter_async_context(self.health)
+            self.metrics.watch_stats(self.stats)
+            source = MergedSource(self.sources)
+            stack.push_async_callback(source.aclose)  # on any way out; a second close does nothing
+            for queue in self.sources:
+                self.metrics.watch_source(queue.queue_name, queue.counts.as_dict)
+                await queue.startup_check()
+            processor = Processor(Engine(self.loaded.detectors), self.stats, self._observe_event_time)
+            self.pipeline = Pipeline(
+                source,
+                processor,
+                dispatcher=dispatcher,
+                workers=settings.workers,
+                queue_size=settings.workers,
+                log_files=S3LogFiles(s3, settings),
+                dedupe=AlertDeduper(settings.dedupe_window_seconds, settings.dedupe_max_entries),
+                metrics=self.metrics,
+                log_alerts=True,
+            )
+            log.info(
+                "run_started",
+                queues=[queue.queue_name for queue in self.sources],
+                detectors=len(self.loaded.detectors),
+                sinks=sorted(dispatcher.sinks),
+                workers=settings.workers,
+                health_port=self.health.port,
+            )
+            summary = await self._run_until_stopped(self.pipeline, source)
+            await source.aclose()  # every worker has acked or retried: the pending deletes go out
+        self._log_summary(summary, time.monotonic() - started)
+        return summary
+
+    async def _run_until_stopped(self, pipeline: Pipeline, source: MergedSource) -> RunSummary:
+        task = self._task = asyncio.create_task(pipeline.run(self.stopping))
+        stop_waiter = asyncio.create_task(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_waiter.cancel()
+        summary = RunSummary(pipeline.counts)
+        if not task.done():
+            source.stop()  # no new receives; the long polls under way are cut short
+            await asyncio.wait({task}, timeout=self.settings.drain_seconds)
+        if not task.done():
+            summary.forced = True
+            log.warning(
+                "drain_deadline_passed",
+                cancelled_messages=source_in_flight(self.sources),
+                consequence="not deleted: SQS delivers them again when their visibility timeout ends",
+            )
+            task.cancel()
+            await asyncio.wait({task}, timeout=self.settings.close_seconds / 2)
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+            summary.crashed = True
+            log.error("pipeline_crashed", error=repr(error), exc_info=error)
+        elif not self.stopping.is_set() and not summary.crashed:
+            log.error("pipeline_ended", reason="every source ended without a stop request")
+            summary.crashed = True
+        return summary
+
+    def _observe_event_time(self, event_time: object) -> None:
+        if type(event_time) is str:
+            self.metrics.event_seen(event_time)
+
+    def _log_summary(self, summary: RunSummary, seconds: float) -> None:
+        counts = summary.counts
+        log.info(
+            "run_finished",
+            summary=f"{counts.messages_done} done, {counts.messages_failed} failed",
+            messages_done=counts.messages_done,
+            messages_failed=counts.messages_failed,
+            alerts_delivered=counts.alerts_delivered,
+            alerts_deduplicated=counts.alerts_deduplicated,
+            log_files_read=counts.log_files_read,
+            events=self.stats.events,
+            forced=summary.forced,
+            seconds=round(seconds, 3),
+            deleted=sum(source.counts.deleted for source in self.sources),
+            retried=sum(source.counts.retried for source in self.sources),
+        )
+
+
+def source_in_flight(sources: Sequence[SqsSource]) -> int:
+    return sum(source.in_flight for source in sources)
+
+
+async def serve(loaded: LoadedConfig) -> int:
+    """The `run` command: a Service whose stop is SIGTERM or SIGINT; 0 after a clean stop."""
+    service = Service(loaded)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, service.request_stop)
+    try:
+        summary = await service.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signum)
+    return summary.exit_code
