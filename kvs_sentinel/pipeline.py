@@ -145,13 +145,17 @@ class Pipeline:
     async def handle(self, message: Message) -> None:
         structlog.contextvars.bind_contextvars(message_id=message.id)
         received_at: float | None = getattr(message, "received_at", None)
+        heartbeat = getattr(message, "heartbeat", None)
         try:
-            outcome = Outcome()
-            for document in message.documents:
-                self.processor.process(document, outcome)
-            await self.deliver(outcome)
-            if outcome.log_files and self.log_files is not None:
-                await self._read_log_files(message, outcome.log_files, self.log_files)
+            # The message stays invisible while it is worked on (slow sinks, big log files): were it to
+            # reappear, another worker could deliver its alerts a second time.
+            async with heartbeat() if heartbeat is not None else contextlib.nullcontext():
+                outcome = Outcome()
+                for document in message.documents:
+                    self.processor.process(document, outcome)
+                await self.deliver(outcome)
+                if outcome.log_files and self.log_files is not None:
+                    await self._read_log_files(outcome.log_files, self.log_files)
         except DeliveryError as exc:
             self.counts.messages_failed += 1
             log.error("message_delivery_failed", error=str(exc), retryable=exc.retryable)
@@ -172,29 +176,25 @@ class Pipeline:
                 self.metrics.message_processed(time.monotonic() - received_at)
             structlog.contextvars.unbind_contextvars("message_id")
 
-    async def _read_log_files(
-        self, message: Message, refs: Sequence[LogFileRef], reader: LogFileReader
-    ) -> None:
-        """Each log file's documents, delivered as they are read (memory stays flat); the message stays
-        invisible meanwhile. After a failure, the redelivery skips the alerts already delivered."""
-        heartbeat = getattr(message, "heartbeat", None)
+    async def _read_log_files(self, refs: Sequence[LogFileRef], reader: LogFileReader) -> None:
+        """Each log file's documents, delivered as they are read (memory stays flat). After a failure,
+        the redelivery skips the alerts already delivered."""
         stats = self.processor.stats
-        async with heartbeat() if heartbeat is not None else contextlib.nullcontext():
-            for ref in refs:
-                stream = await reader.open(ref)
-                try:
-                    for item in reader.documents(stream, ref):
-                        if type(item) is Document:
-                            await self.deliver(self.processor.process(item))
-                        elif type(item) is Malformed:
-                            stats.report_malformed(item)
-                        elif type(item) is Skipped:
-                            stats.skipped[item.reason] += 1
-                        await asyncio.sleep(0)  # the heartbeat, the probes and the other workers run
-                finally:
-                    stream.close()
-                self.counts.log_files_read += 1
-                log.info("log_file_processed", bucket=ref.bucket, key=ref.key)
+        for ref in refs:
+            stream = await reader.open(ref)
+            try:
+                for item in reader.documents(stream, ref):
+                    if type(item) is Document:
+                        await self.deliver(self.processor.process(item))
+                    elif type(item) is Malformed:
+                        stats.report_malformed(item)
+                    elif type(item) is Skipped:
+                        stats.skipped[item.reason] += 1
+                    await asyncio.sleep(0)  # the heartbeat, the probes and the other workers run
+            finally:
+                stream.close()
+            self.counts.log_files_read += 1
+            log.info("log_file_processed", bucket=ref.bucket, key=ref.key)
 
     async def deliver(self, outcome: Outcome) -> None:
         """Every alert to the sinks it is routed to; raises DeliveryError unless all accepted it."""
