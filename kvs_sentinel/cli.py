@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,9 +33,17 @@ from kvs_sentinel.sources.local import FileSource
 from kvs_sentinel.stats import RunStats
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# the default of every --config: how a container image or an ECS task names its configuration
+CONFIG_ENV = "KVS_SENTINEL_CONFIG"
+
+
+def _config_default() -> Path | None:
+    value = os.environ.get(CONFIG_ENV)
+    return Path(value) if value else None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config_default = _config_default()
     parser = argparse.ArgumentParser(
         prog="kvs-sentinel",
         description="CloudTrail detections for Kinesis Video Streams security best practices.",
@@ -50,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "paths", nargs="+", metavar="PATH", help="files, directories (recursive) or - for stdin"
     )
-    replay.add_argument("--config", type=Path, help="sentinel.yaml (default: the shipped config)")
+    replay.add_argument(
+        "--config",
+        type=Path,
+        default=config_default,
+        help=f"sentinel.yaml (default: ${CONFIG_ENV}, else the shipped config)",
+    )
     replay.add_argument("--output", "-o", help="where alerts go, as JSON Lines (default: stdout)")
     replay.add_argument(
         "--summary-json", type=Path, help="also write the closing summary as JSON to this file"
@@ -63,15 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     validate = commands.add_parser("validate", help="check a configuration and its detector packs")
-    validate.add_argument("--config", type=Path, help="sentinel.yaml (default: the shipped config)")
+    validate.add_argument(
+        "--config",
+        type=Path,
+        default=config_default,
+        help=f"sentinel.yaml (default: ${CONFIG_ENV}, else the shipped config)",
+    )
 
     test = commands.add_parser("test", help="run the example events of every detector")
     test.add_argument("packs", nargs="*", type=Path, help="pack files to test instead of the config's packs")
-    test.add_argument("--config", type=Path, help="sentinel.yaml (default: the shipped config)")
+    test.add_argument(
+        "--config",
+        type=Path,
+        default=config_default,
+        help=f"sentinel.yaml (default: ${CONFIG_ENV}, else the shipped config)",
+    )
     test.add_argument("--verbose", "-v", action="store_true", help="list passing examples too")
 
     run = commands.add_parser("run", help="consume CloudTrail from SQS until SIGTERM (the ECS service)")
-    run.add_argument("--config", type=Path, help="sentinel.yaml with sources and sinks sections")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=config_default,
+        help=f"sentinel.yaml with sources and sinks sections (default: ${CONFIG_ENV})",
+    )
 
     health = commands.add_parser(
         "health", help="exit 0 if a running sentinel answers /healthz (an ECS container health check)"

@@ -1,0 +1,363 @@
+"""deploy/sentinel.yaml: least privilege for the sentinel itself, and the shape the README promises.
+
+The template is parsed with cfn-lint's decoder (short tags such as !Ref become {"Ref": ...}); cfn-lint
+itself runs in .ci/run. The last test runs two sentinels on one moto queue: the scale-out the template's
+auto-scaling relies on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cfnlint.decode import decode
+
+from kvs_sentinel.config import load_config
+from tests.test_run_e2e import (
+    Sentinel,
+    alerts_in,
+    drained,
+    event_id,
+    eventbridge,
+    jsonl_sink,
+    make_queue,
+    moto_server,
+    queue_counts,
+    send,
+    sentinels,
+    wait_until,
+    write_config,
+)
+
+__all__ = ["moto_server", "sentinels"]
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_PATH = ROOT / "deploy" / "sentinel.yaml"
+PACK = ROOT / "config" / "packs" / "kvs.yaml"
+
+# Actions that support no resource-level permission: only these may have Resource "*". Each needs a reason.
+RESOURCE_STAR_ONLY = {
+    "ecr:GetAuthorizationToken": "the registry token is account-wide; IAM supports only *",
+}
+TASK_ROLE_ACTIONS = {
+    "sqs:ReceiveMessage": {"Fn::GetAtt": ["Queue", "Arn"]},
+    "sqs:DeleteMessage": {"Fn::GetAtt": ["Queue", "Arn"]},
+    "sqs:ChangeMessageVisibility": {"Fn::GetAtt": ["Queue", "Arn"]},
+    "sqs:GetQueueAttributes": {"Fn::GetAtt": ["Queue", "Arn"]},
+    "sns:Publish": {"Ref": "AlertTopic"},
+    "s3:GetObject": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${TrailBucketName}/*"},
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    decoded, problems = decode(str(TEMPLATE_PATH))
+    assert not problems, problems
+    assert decoded is not None
+    return json.loads(json.dumps(decoded))  # plain dicts and lists
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def statements(node: Any) -> Iterator[dict[str, Any]]:
+    """Every IAM statement anywhere under `node`, both branches of an Fn::If included."""
+    if isinstance(node, dict):
+        if "Effect" in node and ("Action" in node or "NotAction" in node):
+            yield node
+            return
+        for value in node.values():
+            yield from statements(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from statements(value)
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def resource_text(resource: Any) -> str | None:
+    """A literal ARN, or the pattern of an Fn::Sub; None for Ref/GetAtt (a specific resource)."""
+    if isinstance(resource, str):
+        return resource
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        sub = resource["Fn::Sub"]
+        return str(sub if isinstance(sub, str) else sub[0])
+    return None
+
+
+def too_broad(resource: Any) -> bool:
+    text = resource_text(resource)
+    # "*" itself, or an ARN whose resource part is all wildcard ("arn:...:sqs:...:*"); "bucket/*" is fine
+    return text is not None and (text == "*" or re.search(r":\*$", text) is not None)
+
+
+def test_no_policy_allows_a_wildcard_action_or_a_star_resource(template: dict[str, Any]) -> None:
+    found = list(statements(template["Resources"]))
+    kinds = {r["Type"] for r in template["Resources"].values() if list(statements(r))}
+    assert {"AWS::IAM::Role", "AWS::SQS::QueuePolicy", "AWS::S3::BucketPolicy"} <= kinds
+    problems = []
+    for statement in found:
+        if statement["Effect"] != "Allow":
+            continue  # a Deny may be as broad as it likes (the bucket's TLS-only statement)
+        where = statement.get("Sid") or json.dumps(statement)[:120]
+        if "NotAction" in statement or "NotResource" in statement:
+            problems.append(f"{where}: NotAction/NotResource in an Allow")
+        actions = as_list(statement.get("Action", []))
+        problems += [f"{where}: wildcard action {a}" for a in actions if "*" in a]
+        if statement.get("Principal") == "*" or statement.get("Principal") == {"AWS": "*"}:
+            problems.append(f"{where}: Allow to any principal")
+        for resource in as_list(statement.get("Resource", [])):
+            if too_broad(resource) and not set(actions) <= RESOURCE_STAR_ONLY.keys():
+                problems.append(f"{where}: resource {resource_text(resource)} for {actions}")
+    assert not problems, "\n".join(problems)
+    assert len(found) >= 10
+
+
+def test_no_managed_policies_are_attached(template: dict[str, Any]) -> None:
+    for name, role in resources(template, "AWS::IAM::Role").items():
+        assert "ManagedPolicyArns" not in role["Properties"], name
+    for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        assert not resources(template, kind)
+
+
+def test_task_role_allows_exactly_the_sentinels_actions_on_its_own_resources(
+    template: dict[str, Any],
+) -> None:
+    role = template["Resources"]["TaskRole"]["Properties"]
+    granted: dict[str, Any] = {}
+    for statement in statements(role["Policies"]):
+        assert statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"]):
+            assert action not in granted, f"{action} granted twice"
+            (resource,) = as_list(statement["Resource"])
+            granted[action] = resource
+    assert granted == TASK_ROLE_ACTIONS
+    # the S3 statement exists only when the S3 path is used
+    (policy,) = role["Policies"]
+    conditional = [s for s in policy["PolicyDocument"]["Statement"] if "Fn::If" in s]
+    assert [c["Fn::If"][0] for c in conditional] == ["UseS3Path"]
+    assert conditional[0]["Fn::If"][1]["Action"] == "s3:GetObject"
+    assert template["Conditions"]["UseS3Path"]  # the bucket parameter being set
+
+
+def test_execution_role_reads_only_the_slack_secret_and_decrypts_only_with_a_given_key(
+    template: dict[str, Any],
+) -> None:
+    role = template["Resources"]["ExecutionRole"]["Properties"]
+    granted = {a: s for s in statements(role["Policies"]) for a in as_list(s["Action"])}
+    assert granted["secretsmanager:GetSecretValue"]["Resource"] == {"Ref": "SlackWebhookSecretArn"}
+    assert granted["kms:Decrypt"]["Resource"] == {"Ref": "SlackSecretKmsKeyArn"}
+    (policy,) = role["Policies"]
+    kms = next(s for s in policy["PolicyDocument"]["Statement"] if "kms:Decrypt" in json.dumps(s))
+    assert kms["Fn::If"][0] == "SecretHasCmk"
+    assert granted["logs:PutLogEvents"]["Resource"] == {"Fn::GetAtt": ["LogGroup", "Arn"]}
+    container = the_container(template)
+    assert container["Secrets"] == [
+        {"Name": "SLACK_WEBHOOK_URL", "ValueFrom": {"Ref": "SlackWebhookSecretArn"}}
+    ]
+
+
+def test_queue_is_encrypted_and_dead_letters_to_an_encrypted_dlq(template: dict[str, Any]) -> None:
+    queue = template["Resources"]["Queue"]["Properties"]
+    dlq = template["Resources"]["DeadLetterQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert dlq["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    assert dlq["RedriveAllowPolicy"]["redrivePermission"] == "byQueue"
+    (source,) = dlq["RedriveAllowPolicy"]["sourceQueueArns"]
+    assert source["Fn::Sub"].endswith(":${AWS::StackName}-events")
+    assert queue["QueueName"] == {"Fn::Sub": "${AWS::StackName}-events"}
+
+
+def test_queue_policy_admits_only_the_sentinel_rule(template: dict[str, Any]) -> None:
+    (policy,) = resources(template, "AWS::SQS::QueuePolicy").values()
+    assert policy["Properties"]["Queues"] == [{"Ref": "Queue"}]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == {"Fn::GetAtt": ["Queue", "Arn"]}
+    assert statement["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["CloudTrailRule", "Arn"]}}
+    }
+
+
+def pack_event_sources() -> set[str]:
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "eventSource":
+                    found.update(v for v in as_list(value) if isinstance(v, str))
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk([d.get("match") for d in yaml.safe_load(PACK.read_text())["detectors"]])
+    return found
+
+
+def test_rule_sends_read_only_management_events_from_every_source_the_pack_reads(
+    template: dict[str, Any],
+) -> None:
+    rule = template["Resources"]["CloudTrailRule"]
+    assert rule["Condition"] == "IsSentinel"
+    properties = rule["Properties"]
+    assert properties["State"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+    assert properties["EventPattern"]["detail-type"] == ["AWS API Call via CloudTrail"]
+    needed = {"aws." + source.removesuffix(".amazonaws.com") for source in pack_event_sources()}
+    assert "aws.kinesisvideo" in needed
+    assert set(properties["EventPattern"]["source"]) == needed
+    (target,) = properties["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["Queue", "Arn"]}
+
+
+def test_us_east_1_forwarder_sends_iam_events_to_the_sentinel_region_bus_only(
+    template: dict[str, Any],
+) -> None:
+    rule = template["Resources"]["IamForwardRule"]
+    assert rule["Condition"] == "IsForwarder"
+    assert rule["Properties"]["EventPattern"]["source"] == ["aws.iam"]
+    (target,) = rule["Properties"]["Targets"]
+    bus = "arn:${AWS::Partition}:events:${SentinelRegion}:${AWS::AccountId}:event-bus/default"
+    assert target["Arn"] == {"Fn::Sub": bus}
+    assert target["RoleArn"] == {"Fn::GetAtt": ["IamForwardRole", "Arn"]}
+    role = template["Resources"]["IamForwardRole"]
+    assert role["Condition"] == "IsForwarder"
+    (statement,) = statements(role["Properties"]["Policies"])
+    assert (statement["Action"], statement["Resource"]) == ("events:PutEvents", {"Fn::Sub": bus})
+    # nothing else is created in forwarder mode
+    forwarder_only = {n for n, r in template["Resources"].items() if r.get("Condition") == "IsForwarder"}
+    assert forwarder_only == {"IamForwardRule", "IamForwardRole"}
+    assert all("Condition" in r for r in template["Resources"].values())
+
+
+def test_trail_logs_management_events_and_kvs_data_events(template: dict[str, Any]) -> None:
+    trail = template["Resources"]["Trail"]
+    assert trail["Condition"] == "MakeTrail"
+    properties = trail["Properties"]
+    assert properties["IsMultiRegionTrail"] is True
+    assert properties["EnableLogFileValidation"] is True
+    selectors = [
+        {s["Field"]: s["Equals"] for s in selector["FieldSelectors"]}
+        for selector in properties["AdvancedEventSelectors"]
+    ]
+    assert {"eventCategory": ["Management"]} in selectors
+    assert {"eventCategory": ["Data"], "resources.type": ["AWS::KinesisVideo::Stream"]} in selectors
+
+
+def the_container(template: dict[str, Any]) -> dict[str, Any]:
+    task = template["Resources"]["TaskDefinition"]["Properties"]
+    (container,) = task["ContainerDefinitions"]
+    return dict(container)
+
+
+def test_task_runs_on_fargate_with_health_check_stop_timeout_and_logs(template: dict[str, Any]) -> None:
+    task = template["Resources"]["TaskDefinition"]["Properties"]
+    assert task["RequiresCompatibilities"] == ["FARGATE"]
+    assert task["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
+    container = the_container(template)
+    assert container["StopTimeout"] <= 30
+    assert container["HealthCheck"]["Command"] == ["CMD", "kvs-sentinel", "health", "--port", "8080"]
+    assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "LogGroup"}
+    assert container["Command"][-1].endswith("exec kvs-sentinel run")
+    service = template["Resources"]["Service"]["Properties"]
+    assert service["LaunchType"] == "FARGATE"
+    assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {
+        "Enable": True,
+        "Rollback": True,
+    }
+    assert template["Resources"]["LogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_rendered_configuration_is_valid_and_exits_before_the_stop_timeout(
+    template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = the_container(template)
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    body, variables = environment["KVS_SENTINEL_CONFIG_YAML"]["Fn::Sub"]
+    parameters = template["Parameters"]
+    values = {
+        "Producers": '", "'.join(parameters["ProducerPrincipalPatterns"]["Default"].split(",")),
+        "ProducerNames": '", "'.join(parameters["ProducerRoleNames"]["Default"].split(",")),
+        "Networks": '", "'.join(parameters["TrustedNetworks"]["Default"].split(",")),
+        "AWS::StackName": "kvs-sentinel",
+        "Queue": "https://sqs.eu-west-1.amazonaws.com/111122223333/kvs-sentinel-events",
+        "AlertTopic": "arn:aws:sns:eu-west-1:111122223333:kvs-sentinel-alerts",
+    }
+    assert set(variables) <= values.keys()
+    rendered = re.sub(r"\$\{(?!!)([^}]+)\}", lambda m: values[m.group(1)], body).replace("${!", "${")
+    path = tmp_path / "sentinel.yaml"
+    path.write_text(rendered)
+    monkeypatch.setenv("KVS_SENTINEL_QUEUE_URL", values["Queue"])
+    monkeypatch.setenv("KVS_SENTINEL_TOPIC_ARN", values["AlertTopic"])
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T000/B000/XXXXXXXX")
+    loaded = load_config(path)
+    assert [s.queue_url for s in loaded.sources] == [values["Queue"]]
+    assert set(loaded.delivery.sinks) == {"slack", "sns"}
+    assert "fc00::/7" in loaded.lists["trusted_networks"]
+    assert loaded.config.service.grace_seconds == 25
+    assert loaded.config.service.grace_seconds < container["StopTimeout"] <= 30
+    assert environment["KVS_SENTINEL_CONFIG"] == "/tmp/sentinel.yaml"
+
+
+def test_service_scales_on_queue_depth(template: dict[str, Any]) -> None:
+    target = template["Resources"]["ScalableTarget"]["Properties"]
+    assert target["ScalableDimension"] == "ecs:service:DesiredCount"
+    assert "${Service.Name}" in target["ResourceId"]["Fn::Sub"]
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    by_action = {}
+    for alarm in alarms.values():
+        for action in alarm["Properties"].get("AlarmActions", []):
+            by_action[action["Ref"]] = alarm["Properties"]
+    for policy_name in ("ScaleOutPolicy", "ScaleInPolicy"):
+        policy = template["Resources"][policy_name]["Properties"]
+        assert policy["ScalingTargetId"] == {"Ref": "ScalableTarget"}
+        alarm = by_action[policy_name]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["Queue", "QueueName"]}}]
+    assert by_action["ScaleOutPolicy"]["Threshold"] == {"Ref": "ScaleOutQueueDepth"}
+
+
+async def test_two_tasks_on_one_queue_share_the_messages_and_alert_each_event_once(
+    moto_server: str, tmp_path: Path, sentinels: list[Sentinel]
+) -> None:
+    url, _, dlq = await make_queue("kvs-sentinel-events")
+    outputs = [tmp_path / f"task{i}.jsonl" for i in (1, 2)]
+    for i, out in enumerate(outputs, 1):
+        # a low max_in_flight so that one task cannot take the whole backlog at once
+        config, _ = write_config(tmp_path, f"task{i}", url, jsonl_sink(out), max_in_flight=4, pollers=1)
+        sentinels.append(Sentinel(config, tmp_path / f"task{i}.log"))
+    for sentinel in sentinels:
+        await wait_until(lambda s=sentinel: s.logged("run_started"), 20, "start-up")
+    events = range(1, 41)
+    await send(url, *(eventbridge(n) for n in events))
+
+    async def all_alerted() -> bool:
+        return len([a for out in outputs for a in alerts_in(out)]) >= 2 * len(events)
+
+    await wait_until(all_alerted, 60, "every event alerted")
+    await wait_until(lambda: drained(url), 30, "queue drained")
+    for sentinel in sentinels:
+        await sentinel.stop(within=15)
+    per_task = [alerts_in(out) for out in outputs]
+    everything = Counter(a for alerts in per_task for a in alerts)
+    assert {event for _, event in everything} == {event_id(n) for n in events}
+    assert max(everything.values()) == 1, "an alert was sent by both tasks"
+    assert all(per_task), f"one task did all the work: {[len(a) for a in per_task]}"
+    assert await queue_counts(dlq) == (0, 0)
