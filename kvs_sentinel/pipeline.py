@@ -202,15 +202,22 @@ class Pipeline:
         if not alerts:
             return
         dedupe = self.dedupe
-        if dedupe is not None:
-            alerts = [alert for alert in alerts if not self._already_sent(alert, dedupe)]
-            if not alerts:
-                return
-        await self.dispatcher.deliver(alerts)
+        if dedupe is None:
+            await self.dispatcher.deliver(alerts)
+            self._delivered(alerts)
+            return
+        for alert in alerts:
+            if self._already_sent(alert, dedupe):
+                continue
+            # one at a time, each recorded once delivered: if a later one fails, the redelivered
+            # message resends only what was not delivered yet
+            await self.dispatcher.deliver([alert])
+            dedupe.record(alert.detector, alert.event_id)
+            self._delivered([alert])
+
+    def _delivered(self, alerts: Sequence[Alert]) -> None:
         self.counts.alerts_delivered += len(alerts)
         for alert in alerts:
-            if dedupe is not None:  # only now: a failed delivery must be tried again on redelivery
-                dedupe.record(alert.detector, alert.event_id)
             if self.metrics is not None:
                 self.metrics.alert_emitted(alert.detector, alert.severity)
             if self.log_alerts:
