@@ -42,8 +42,16 @@ def _config_default() -> Path | None:
     return Path(value) if value else None
 
 
+def _config_option(command: argparse.ArgumentParser, what: str = "sentinel.yaml") -> None:
+    command.add_argument(
+        "--config",
+        type=Path,
+        default=_config_default(),
+        help=f"{what} (default: ${CONFIG_ENV}, else the shipped config)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    config_default = _config_default()
     parser = argparse.ArgumentParser(
         prog="kvs-sentinel",
         description="CloudTrail detections for Kinesis Video Streams security best practices.",
@@ -59,12 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "paths", nargs="+", metavar="PATH", help="files, directories (recursive) or - for stdin"
     )
-    replay.add_argument(
-        "--config",
-        type=Path,
-        default=config_default,
-        help=f"sentinel.yaml (default: ${CONFIG_ENV}, else the shipped config)",
-    )
+    _config_option(replay)
     replay.add_argument("--output", "-o", help="where alerts go, as JSON Lines (default: stdout)")
     replay.add_argument(
         "--summary-json", type=Path, help="also write the closing summary as JSON to this file"
@@ -77,30 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     validate = commands.add_parser("validate", help="check a configuration and its detector packs")
-    validate.add_argument(
-        "--config",
-        type=Path,
-        default=config_default,
-        help=f"sentinel.yaml (default: ${CONFIG_ENV}, else the shipped config)",
-    )
+    _config_option(validate)
 
     test = commands.add_parser("test", help="run the example events of every detector")
     test.add_argument("packs", nargs="*", type=Path, help="pack files to test instead of the config's packs")
-    test.add_argument(
-        "--config",
-        type=Path,
-        default=config_default,
-        help=f"sentinel.yaml (default: ${CONFIG_ENV}, else the shipped config)",
-    )
+    _config_option(test)
     test.add_argument("--verbose", "-v", action="store_true", help="list passing examples too")
 
     run = commands.add_parser("run", help="consume CloudTrail from SQS until SIGTERM (the ECS service)")
-    run.add_argument(
-        "--config",
-        type=Path,
-        default=config_default,
-        help=f"sentinel.yaml with sources and sinks sections (default: ${CONFIG_ENV})",
-    )
+    _config_option(run, "sentinel.yaml with sources and sinks sections")
 
     health = commands.add_parser(
         "health", help="exit 0 if a running sentinel answers /healthz (an ECS container health check)"
