@@ -63,6 +63,11 @@ class SinkCounts:
     failed_retryable: int = 0
     failed_permanent: int = 0
 
+    def success(self, sink: str, alert: Alert, **context: Any) -> None:
+        """Count a delivery and log it once."""
+        self.delivered += 1
+        log.info("alert_delivered", sink=sink, detector=alert.detector, event_id=alert.event_id, **context)
+
     def failure(self, sink: str, alert: Alert, message: str, *, retryable: bool) -> DeliveryError:
         """Count a final failure, log it once, and give the error for the caller to raise.
 

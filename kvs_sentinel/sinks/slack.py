@@ -333,14 +333,7 @@ class SlackSink:
                 delay = self.backoff(attempt)
             else:
                 if 200 <= reply.status < 300:
-                    self.counts.delivered += 1
-                    log.info(
-                        "alert_delivered",
-                        sink=self.name,
-                        detector=alert.detector,
-                        event_id=alert.event_id,
-                        attempts=attempt,
-                    )
+                    self.counts.success(self.name, alert, attempts=attempt)
                     return
                 error = _clean(reply.body)[:100] or "(no body)"
                 last = f"HTTP {reply.status} {error}"

@@ -209,15 +209,7 @@ class SnsSink:
             except (BotoCoreError, OSError, TimeoutError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             else:
-                self.counts.delivered += 1
-                log.info(
-                    "alert_delivered",
-                    sink=self.name,
-                    detector=alert.detector,
-                    event_id=alert.event_id,
-                    message_id=response.get("MessageId"),
-                    attempts=attempt,
-                )
+                self.counts.success(self.name, alert, message_id=response.get("MessageId"), attempts=attempt)
                 return
             if attempt < self.config.max_attempts:
                 delay = self.backoff(attempt)
