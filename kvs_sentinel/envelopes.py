@@ -124,7 +124,7 @@ def normalise(
     except RecursionError:
         yield Malformed(location.describe(index), "JSON nested too deeply")
         return
-    if type(parsed) is list:
+    if isinstance(parsed, list):
         if depth >= MAX_NESTING:
             yield Malformed(location.describe(index), f"arrays nested deeper than {MAX_NESTING}")
             return
