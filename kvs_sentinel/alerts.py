@@ -71,6 +71,14 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     def denied(self) -> bool:
         return self.error_code is not None
 
+    @property
+    def detector_failed(self) -> bool:
+        return DETECTOR_FAILED_TAG in self.tags
+
+
+# Tags the alert that says a detector raised on an event instead of judging it.
+DETECTOR_FAILED_TAG = "detector-failed"
+
 
 def is_denial(error_code: str) -> bool:
     """AccessDenied(Exception), Client.UnauthorizedOperation, SNS AuthorizationError…: IAM said no,
@@ -122,27 +130,7 @@ def action_of(event_source: str | None, event_name: str | None) -> str:
 
 
 def build_alert(detector: Detector, event: Event, severity: Severity, escalated_because: str | None) -> Alert:
-    doc = event.doc
-    identity = _identity(event)
-    envelope = event.envelope
-    fields: dict[str, Any] = {
-        "event_id": _text(doc.eventID),
-        "event_time": _text(doc.eventTime),
-        "event_source": _text(doc.eventSource),
-        "event_name": _text(doc.eventName),
-        "principal": principal_of(identity),
-        "principal_type": _text(identity.get("type")),
-        "source_ip": _text(doc.sourceIPAddress),
-        "user_agent": _text(doc.userAgent),
-        "access_key_id": _text(identity.get("accessKeyId")),
-        "account": _text(doc.recipientAccountId)
-        or _text(identity.get("accountId"))
-        or (_text(envelope.account) if envelope else None),
-        "region": _text(doc.awsRegion) or (_text(envelope.region) if envelope else None),
-        "resource": resource_of(event),
-        "error_code": _text(doc.errorCode),
-        "error_message": _text(doc.errorMessage),
-    }
+    fields = _event_fields(event)
     details: dict[str, Any] = {}
     for check in detector.checks:
         result = check.result(event)
@@ -166,6 +154,58 @@ def build_alert(detector: Detector, event: Event, severity: Severity, escalated_
         form=event.form,
         **fields,
     )
+
+
+def build_failure_alert(detector: Detector, event: Event, error: BaseException) -> Alert:
+    """The alert for a detector that raised on an event: the event may be a violation nobody judged, so
+    it is said, at the detector's own severity and under its id (its routes apply), instead of only logged.
+    """
+    fields = _event_fields(event)
+    action = action_of(fields["event_source"], fields["event_name"])
+    return Alert(
+        detector=detector.id,
+        severity=str(detector.severity),
+        title=f"Detector failed: {detector.title}",
+        summary=(
+            f"kvs-sentinel could not judge {action} by {fields['principal'] or '(unknown principal)'} "
+            f"against this detector ({type(error).__name__}); the event may be a violation. "
+            "Review it by hand and report the error."
+        ),
+        practice=detector.practice,
+        tags=(*detector.tags, DETECTOR_FAILED_TAG),
+        remediation=detector.remediation,
+        details={"detector_error": f"{type(error).__name__}: {error}"[:_MAX_ERROR_TEXT]},
+        location=event.where(),
+        form=event.form,
+        **fields,
+    )
+
+
+_MAX_ERROR_TEXT = 500
+
+
+def _event_fields(event: Event) -> dict[str, Any]:
+    doc = event.doc
+    identity = _identity(event)
+    envelope = event.envelope
+    return {
+        "event_id": _text(doc.eventID),
+        "event_time": _text(doc.eventTime),
+        "event_source": _text(doc.eventSource),
+        "event_name": _text(doc.eventName),
+        "principal": principal_of(identity),
+        "principal_type": _text(identity.get("type")),
+        "source_ip": _text(doc.sourceIPAddress),
+        "user_agent": _text(doc.userAgent),
+        "access_key_id": _text(identity.get("accessKeyId")),
+        "account": _text(doc.recipientAccountId)
+        or _text(identity.get("accountId"))
+        or (_text(envelope.account) if envelope else None),
+        "region": _text(doc.awsRegion) or (_text(envelope.region) if envelope else None),
+        "resource": resource_of(event),
+        "error_code": _text(doc.errorCode),
+        "error_message": _text(doc.errorMessage),
+    }
 
 
 def render_summary(template: SummaryTemplate, fields: Mapping[str, Any], event: Event) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import msgspec
 import structlog
 
-from kvs_sentinel.alerts import Alert, build_alert
+from kvs_sentinel.alerts import Alert, build_alert, build_failure_alert
 from kvs_sentinel.detectors.compiler import Detector, Plan
 from kvs_sentinel.detectors.index import DetectorIndex
 from kvs_sentinel.envelopes import (
@@ -25,7 +25,7 @@ from kvs_sentinel.envelopes import (
     record_element,
     records_of,
 )
-from kvs_sentinel.events import DOC_DECODER, Doc, Event, Location
+from kvs_sentinel.events import DOC_DECODER, Doc, Event, Location, decode_tolerant
 from kvs_sentinel.stats import RunStats
 
 log = structlog.get_logger("kvs_sentinel.engine")
@@ -42,11 +42,23 @@ class Engine:
         return self.index.detectors
 
     def evaluate(self, event: Event, plans: tuple[Plan, ...] | None = None) -> list[Alert]:
+        """Every alert for the event. A detector that raises costs nobody else: it yields an alert that
+        says it failed on this event (`Alert.detector_failed`), and the other detectors still run."""
         alerts: list[Alert] = []
         for plan in self.index.plans(event) if plans is None else plans:
-            if plan.predicate(event):
-                severity, because = plan.severity_for(event)
-                alerts.append(build_alert(plan.detector, event, severity, because))
+            try:
+                if plan.predicate(event):
+                    severity, because = plan.severity_for(event)
+                    alerts.append(build_alert(plan.detector, event, severity, because))
+            except Exception as exc:
+                log.error(
+                    "detector_failed",
+                    detector=plan.detector.id,
+                    where=event.where(),
+                    event_id=str(event.doc.eventID),
+                    error=repr(exc),
+                )
+                alerts.append(build_failure_alert(plan.detector, event, exc))
         return alerts
 
 
@@ -76,14 +88,20 @@ class Processor:
 
     def process(self, document: Document, outcome: Outcome | None = None) -> Outcome:
         outcome = outcome or Outcome()
-        if document.kind == "lines":
-            self._lines(document, outcome)
-        elif document.kind == "records":
-            self._records(document.data, document.location, document.start, outcome)  # type: ignore[arg-type]
-        elif document.kind == "document" and (records := _records_field(document.data)) is not None:
-            self._records(records, document.location, 0, outcome)
-        else:
-            self._items(items_of(document), outcome)
+        try:
+            if document.kind == "lines":
+                self._lines(document, outcome)
+            elif document.kind == "records":
+                self._records(document.data, document.location, document.start, outcome)  # type: ignore[arg-type]
+            elif document.kind == "document" and (records := _records_field(document.data)) is not None:
+                self._records(records, document.location, 0, outcome)
+            else:
+                self._items(items_of(document), outcome)
+        except Exception as exc:  # a decoding bug costs the rest of this document, never other documents
+            outcome.malformed += 1
+            self.stats.report_malformed(
+                Malformed(document.location.describe(), f"could not be read, skipped: {exc!r:.300}")
+            )
         return outcome
 
     # The two fast paths below cover the bulk of large replays and of S3 log files: a bare, EventBridge or
@@ -177,24 +195,26 @@ class Processor:
                 outcome.log_files.append(item)
 
     def _evaluate(self, event: Event, outcome: Outcome, plans: tuple[Plan, ...] | None) -> None:
-        try:
-            alerts = self.engine.evaluate(event, plans)
-        except Exception as exc:  # a detector bug must not lose the other events
-            self.stats.detector_errors += 1
-            log.error(
-                "detector_failed", where=event.where(), event_id=str(event.doc.eventID), error=repr(exc)
-            )
-            return
+        alerts = self.engine.evaluate(event, plans)
         if alerts:
             outcome.alerts.extend(alerts)
             for alert in alerts:
-                self.stats.alerts_by_detector[alert.detector] += 1
+                if alert.detector_failed:
+                    self.stats.detector_errors += 1
+                else:
+                    self.stats.alerts_by_detector[alert.detector] += 1
+        if event.unreadable:
+            for name in event.unreadable:
+                outcome.malformed += 1
+                self.stats.report_malformed(
+                    Malformed(event.where(), f"`{name}` cannot be decoded; the other fields were judged")
+                )
 
 
 def _records_field(data: object) -> msgspec.Raw | None:
     """The `Records` array of a CloudTrail log file document, undecoded; None for any other document."""
     try:
-        parsed = DOC_DECODER.decode(data)  # type: ignore[arg-type]
+        parsed = decode_tolerant(DOC_DECODER, data)  # type: ignore[arg-type]
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     if type(parsed) is Doc and parsed.Records and not is_record(parsed):

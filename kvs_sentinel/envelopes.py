@@ -18,7 +18,15 @@ from urllib.parse import unquote_plus
 
 import msgspec
 
-from kvs_sentinel.events import DOC_DECODER, DOC_LIST_DECODER, RAW_LIST_DECODER, Doc, Event, Location
+from kvs_sentinel.events import (
+    DOC_DECODER,
+    DOC_LIST_DECODER,
+    RAW_LIST_DECODER,
+    Doc,
+    Event,
+    Location,
+    decode_tolerant,
+)
 
 CLOUDTRAIL_DETAIL_TYPES = frozenset(
     {
@@ -107,6 +115,7 @@ def _array_chunk(document: Document) -> Iterator[Item]:
 
 _BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
 _LOG_EVENT_DECODER = msgspec.json.Decoder(list[dict[str, Any]])
+_ANY_DECODER = msgspec.json.Decoder()
 
 
 def normalise(
@@ -114,9 +123,12 @@ def normalise(
 ) -> Iterator[Item]:
     """Yield every event (or skip/malformed marker) found in one JSON document."""
     try:
-        parsed = DOC_DECODER.decode(data)
-    except msgspec.ValidationError:
-        yield Malformed(location.describe(index), "expected a JSON object or array, found a bare value")
+        parsed = decode_tolerant(DOC_DECODER, data)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if text.startswith("Expected `object | array`"):
+            text = "expected a JSON object or array, found a bare value"
+        yield Malformed(location.describe(index), text)
         return
     except msgspec.DecodeError as exc:
         yield Malformed(location.describe(index), _decode_error_text(exc, data))
@@ -205,7 +217,7 @@ def record_element(doc: Doc | None, form: str, location: Location, position: int
 
 def as_doc(raw: msgspec.Raw) -> Doc | None:
     try:
-        parsed = DOC_DECODER.decode(raw)
+        parsed = decode_tolerant(DOC_DECODER, raw)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return None
     return parsed if type(parsed) is Doc else None
@@ -222,8 +234,8 @@ def _eventbridge(doc: Doc, location: Location, index: int | None, via: str) -> I
             yield Event(inner, via + "eventbridge", location, index, envelope=doc)
     elif doc.source == "aws.s3" and doc.detail_type == "Object Created" and doc.detail:
         try:
-            detail = msgspec.json.decode(doc.detail)
-        except RecursionError:
+            detail = decode_tolerant(_ANY_DECODER, doc.detail)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             detail = None
         bucket = _nested_str(detail, "bucket", "name")
         key = _nested_str(detail, "object", "key")
@@ -253,7 +265,7 @@ def _cloudwatch_logs(doc: Doc, location: Location, index: int | None, via: str, 
         yield Skipped("cloudwatch_logs_control_message", where)
         return
     try:
-        log_events = _LOG_EVENT_DECODER.decode(doc.logEvents) if doc.logEvents else None
+        log_events = decode_tolerant(_LOG_EVENT_DECODER, doc.logEvents) if doc.logEvents else None
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         log_events = None
     if log_events is None:
@@ -272,8 +284,8 @@ def _cloudwatch_logs(doc: Doc, location: Location, index: int | None, via: str, 
 
 def _lookup_events(doc: Doc, location: Location, via: str, depth: int) -> Iterator[Item]:
     try:
-        entries = DOC_LIST_DECODER.decode(doc.Events)
-    except (msgspec.ValidationError, RecursionError):
+        entries = decode_tolerant(DOC_LIST_DECODER, doc.Events)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         yield Malformed(location.describe(), "`Events` is not a list of objects")
         return
     for position, entry in enumerate(entries):

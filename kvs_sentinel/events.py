@@ -6,12 +6,15 @@ raw JSON slices and are decoded only when a detector that was selected for the e
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 _EMPTY = msgspec.Raw()
 
@@ -133,6 +136,36 @@ RAW_LIST_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY_DECODER = msgspec.json.Decoder()
 
 
+def decode_tolerant(decoder: msgspec.json.Decoder[T], data: bytes | str) -> T:
+    """`decoder.decode(data)`, except that valid JSON msgspec will not hold still decodes.
+
+    A number beyond float range (`1e999`) or a string that is not UTF-8 would fail the whole object,
+    and an attacker could hide an event from every detector with one such value. Those documents are
+    read again by Python's json module (±inf, U+FFFD) and re-encoded, where out-of-range numbers become
+    null. Anything else that fails raises the original error: broken JSON stays malformed.
+    """
+    try:
+        return decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        original = exc
+    try:
+        return decoder.decode(msgspec.json.encode(loads_tolerant(data)))
+    except (ValueError, RecursionError, msgspec.ValidationError, msgspec.DecodeError):
+        raise original from None
+
+
+def loads_tolerant(data: bytes | str) -> Any:
+    """Python's json module on bytes that may not be UTF-8; NaN and Infinity, which are not JSON, refused.
+
+    Raises ValueError (json.JSONDecodeError) or RecursionError."""
+    text = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     """Where a document came from: a file and line, or a queue message."""
@@ -148,7 +181,7 @@ class Location:
 class Event:
     """One CloudTrail record, with where it came from and how it was wrapped."""
 
-    __slots__ = ("_lazy", "doc", "envelope", "form", "index", "line", "location")
+    __slots__ = ("_lazy", "doc", "envelope", "form", "index", "line", "location", "unreadable")
 
     def __init__(
         self,
@@ -166,9 +199,14 @@ class Event:
         self.envelope = envelope  # the EventBridge envelope, for its account and region
         self.line = line  # JSON Lines batches share one Location; the line is kept here instead
         self._lazy: dict[str, Any] | None = None
+        self.unreadable: list[str] | None = None  # lazy objects that could not be decoded
 
     def lazy(self, name: str) -> Any:
-        """Decode a raw sub-object on first use; malformed or absent gives None."""
+        """Decode a raw sub-object on first use; absent gives None.
+
+        An object that cannot be decoded at all (nested deeper than any decoder goes) is None too, and is
+        named in `unreadable`: the other fields still drive the detectors, and the caller reports it.
+        """
         cache = self._lazy
         if cache is None:
             cache = self._lazy = {}
@@ -177,10 +215,19 @@ class Event:
         raw: msgspec.Raw = getattr(self.doc, name)
         try:
             value = _ANY_DECODER.decode(raw) if raw else None
-        except RecursionError:  # validated JSON, but nested deeper than the decoder will go
-            value = None
+        except (RecursionError, msgspec.ValidationError, msgspec.DecodeError):
+            value = self._decode_again(name, raw)
         cache[name] = value
         return value
+
+    def _decode_again(self, name: str, raw: msgspec.Raw) -> Any:
+        try:
+            return loads_tolerant(raw)  # keeps ±inf, unlike decode_tolerant's re-encoding
+        except (ValueError, RecursionError):
+            if self.unreadable is None:
+                self.unreadable = []
+            self.unreadable.append(name)
+            return None
 
     def remember(self, key: str, compute: Callable[[Event], Any]) -> Any:
         """Compute a derived value once per event (checks shared by several detectors)."""
