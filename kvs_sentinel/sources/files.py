@@ -21,6 +21,7 @@ import msgspec
 from kvs_sentinel.envelopes import Document, Malformed, Skipped
 from kvs_sentinel.errors import InputError
 from kvs_sentinel.events import RAW_LIST_DECODER, Location
+from kvs_sentinel.sources.array_scan import element_spans
 
 # Bigger files stream; most CloudTrail log files are well under this once gunzipped.
 WHOLE_FILE_LIMIT = 8 * 1024 * 1024
@@ -35,12 +36,27 @@ _RECORDS_PREFIX = re.compile(rb'\s*\{\s*"Records"\s*:\s*\[')
 _BOUNDARY_TRIES = 16
 _TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
 _WHITESPACE = re.compile(rb"\s*")
+# A blank line after a newline, and what may follow it: found by the regex engine at C speed, so a flood
+# of blank lines (a gzip of 10 GiB of newlines is 10 MB) never becomes millions of Python line objects.
+_BLANK_LINE = re.compile(rb"\n[ \t\r]*\n")
+_BLANK_CHARS = re.compile(rb"[ \t\r\n]*")
+MIN_BLANK_RUN = 32  # shorter runs stay lines: cheap, and cutting there would cost more than it saves
 # Named in a directory, these are not CloudTrail; named on the command line, any file is read.
 NOT_EVENT_SUFFIXES = frozenset(
     {".md", ".txt", ".tsv", ".csv", ".yaml", ".yml", ".zip", ".py", ".html", ".xml", ".pdf", ".png", ".jpg"}
 )
 
 FileItem = Document | Malformed | Skipped
+TOO_DEEP = "JSON nested too deeply"
+
+
+class _TooLong:
+    """Stands for a JSON Lines line longer than MAX_ELEMENT, dropped unread."""
+
+
+TOO_LONG = _TooLong()
+# What a JSON Lines input is cut into: lists of lines, counts of blank lines skipped, and dropped lines.
+LinePiece = list[bytes] | int | _TooLong
 
 
 def expand_paths(paths: Iterable[str]) -> Iterator[str]:
@@ -82,7 +98,9 @@ def open_input(name: str) -> tuple[BinaryIO, BinaryIO]:
 def split_documents(
     stream: BinaryIO, location: Location, whole_file_limit: int = WHOLE_FILE_LIMIT
 ) -> Iterator[FileItem]:
-    """Split one input into documents. Read failures and broken structure come out as Malformed."""
+    """Split one input into documents. Read failures and broken structure come out as Malformed.
+
+    This is the boundary of one input: whatever goes wrong costs the rest of this input, never another."""
     try:
         head = stream.read(whole_file_limit + 1)
         if len(head) <= whole_file_limit:
@@ -91,6 +109,8 @@ def split_documents(
             yield from _split_stream(head, stream, location)
     except (OSError, EOFError, zlib.error) as exc:
         yield Malformed(location.source, f"read failed: {exc}")
+    except Exception as exc:
+        yield Malformed(location.source, f"could not be split, the rest is skipped: {exc!r:.300}")
 
 
 def read_documents(name: str, whole_file_limit: int = WHOLE_FILE_LIMIT) -> Iterator[FileItem]:
@@ -110,16 +130,73 @@ def _split_whole(buf: bytes, location: Location) -> Iterator[FileItem]:
     if not buf or buf.isspace():
         yield Skipped("empty_file", location.source)
         return
-    try:
-        msgspec.json.decode(buf, type=msgspec.Raw)
-    except msgspec.DecodeError as exc:
+    complaint = _json_error(buf)
+    if complaint == TOO_DEEP and (array := _array_start(buf)) is not None:
+        yield from _scanned_array(buf, array[0], location, array[1])
+        return
+    if complaint is not None:
         if _first_line_is_json(buf):
-            yield from _json_lines([_lines_of(buf)], location)
+            yield from _json_lines(_line_pieces(buf), location)
             return
-        if _TRAILING.search(str(exc)):
+        if _TRAILING.search(complaint):
             yield from _concatenated(buf, location)
             return
     yield Document(buf, location)
+
+
+def _json_error(data: bytes | memoryview) -> str | None:
+    """None if `data` is one JSON value; else what is wrong with it."""
+    try:
+        msgspec.json.decode(data, type=msgspec.Raw)
+    except msgspec.DecodeError as exc:
+        return str(exc)
+    except RecursionError:
+        return TOO_DEEP
+    return None
+
+
+def _array_start(buf: bytes) -> tuple[int, str] | None:
+    """Where the body of a top-level array or of a log file's `Records` begins, and the Document kind."""
+    start = _WHITESPACE.match(buf).end()  # type: ignore[union-attr]
+    if buf[start : start + 1] == b"[":
+        return start + 1, "array"
+    records = _RECORDS_PREFIX.match(buf)
+    return (records.end(), "records") if records else None
+
+
+def _scanned_array(
+    buf: bytes, start: int, location: Location, kind: str, index: int = 0
+) -> Iterator[FileItem]:
+    """An array some element of which nests deeper than the decoder goes: cut by scanning, so that the
+    too-deep elements alone are malformed."""
+    cut = element_spans(buf, start)
+    yield from _elements(buf, cut.spans, location, kind, index)
+    if not cut.closed:
+        yield Malformed(
+            location.describe(index + len(cut.spans)), "file ends inside the array: truncated or broken JSON"
+        )
+
+
+def _elements(
+    buf: bytes, spans: list[tuple[int, int]], location: Location, kind: str, index: int
+) -> Iterator[FileItem]:
+    """Documents of consecutive readable elements, and each unreadable one as Malformed."""
+    run: list[bytes] = []
+    run_index = index
+    for offset, (start, end) in enumerate(spans):
+        element = buf[start:end]
+        complaint = _json_error(element)
+        if complaint is None:
+            if not run:
+                run_index = index + offset
+            run.append(element)
+            continue
+        if run:
+            yield Document(b"[" + b",".join(run) + b"]", location, kind, run_index)
+            run = []
+        yield Malformed(location.describe(index + offset), f"record unreadable: {complaint}")
+    if run:
+        yield Document(b"[" + b",".join(run) + b"]", location, kind, run_index)
 
 
 def _lines_of(buf: bytes) -> list[bytes]:
@@ -128,14 +205,36 @@ def _lines_of(buf: bytes) -> list[bytes]:
     return io.BytesIO(buf).readlines()
 
 
+def _line_pieces(buf: bytes) -> Iterator[list[bytes] | int]:
+    """The lines of `buf` (each with its newline; the last may lack one), in lists, with each run of at
+    least MIN_BLANK_RUN blank lines replaced by its length."""
+    start = search = 0
+    while (found := _BLANK_LINE.search(buf, search)) is not None:
+        run_start = found.start() + 1
+        blank_end = _BLANK_CHARS.match(buf, run_start).end()  # type: ignore[union-attr]
+        run_end = buf.rfind(b"\n", run_start, blank_end) + 1  # whole lines only
+        blank = buf.count(b"\n", run_start, run_end)
+        if blank >= MIN_BLANK_RUN:
+            if run_start > start:
+                yield _lines_of(buf[start:run_start])
+            yield blank
+            start = run_end
+        search = run_end
+    if start < len(buf):
+        yield _lines_of(buf[start:] if start else buf)
+
+
 def _first_line_is_json(buf: bytes) -> bool:
     """Whether one of the first three non-blank lines is a whole JSON object or array on its own: JSON
     Lines (a broken first line must not hide the rest). Pretty-printed documents never have such lines."""
     start, seen = 0, 0
     while seen < 3:  # lines found without splitting, i.e. copying, the whole buffer
+        start = _WHITESPACE.match(buf, start).end()  # type: ignore[union-attr]  # blank lines, at C speed
+        if start >= len(buf):
+            return False
         end = buf.find(b"\n", start)
         line = (buf[start:] if end < 0 else buf[start:end]).strip()
-        if line and line not in (b"{}", b"[]"):
+        if line not in (b"{}", b"[]"):
             seen += 1
             if _is_json_container(line):
                 return True
@@ -148,11 +247,7 @@ def _first_line_is_json(buf: bytes) -> bool:
 def _is_json_container(line: bytes) -> bool:
     if line[:1] not in (b"{", b"["):
         return False
-    try:
-        msgspec.json.decode(line, type=msgspec.Raw)
-    except msgspec.DecodeError:
-        return False
-    return True
+    return _json_error(line) is None
 
 
 def _concatenated(buf: bytes, location: Location) -> Iterator[FileItem]:
@@ -164,11 +259,11 @@ def _concatenated(buf: bytes, location: Location) -> Iterator[FileItem]:
         line += buf.count(b"\n", position, start)
         if start >= size:
             return
-        try:
-            msgspec.json.decode(view[start:], type=msgspec.Raw)
+        complaint = _json_error(view[start:])
+        if complaint is None:
             end = size
-        except msgspec.DecodeError as exc:
-            trailing = _TRAILING.search(str(exc))
+        else:
+            trailing = _TRAILING.search(complaint)
             if trailing is None:  # broken JSON: nothing after it can be trusted to line up
                 yield Document(buf[start:], Location(location.source, line))
                 return
@@ -178,10 +273,21 @@ def _concatenated(buf: bytes, location: Location) -> Iterator[FileItem]:
         position = end
 
 
-def _json_lines(chunks: Iterable[list[bytes]], location: Location) -> Iterator[FileItem]:
+def _json_lines(pieces: Iterable[LinePiece], location: Location) -> Iterator[FileItem]:
     """JSON Lines in batches: a Document holds up to LINES_PER_DOCUMENT lines and its first line number."""
     number = 1
-    for lines in chunks:
+    for lines in pieces:
+        if type(lines) is int:  # blank lines, skipped
+            number += lines
+            continue
+        if type(lines) is _TooLong:
+            yield Malformed(
+                Location(location.source, number).describe(),
+                f"line longer than {MAX_ELEMENT // 2**20} MiB, skipped",
+            )
+            number += 1
+            continue
+        assert type(lines) is list
         for offset in range(0, len(lines), LINES_PER_DOCUMENT):
             batch = lines[offset : offset + LINES_PER_DOCUMENT]
             yield Document(batch, location, "lines", number)
@@ -200,7 +306,7 @@ def _split_stream(head: bytes, stream: BinaryIO, location: Location) -> Iterator
         yield from _stream_array(head[records.end() :], stream, location, "records")
         return
     if _first_line_is_json(head):
-        yield from _json_lines(_stream_lines(head, stream, location), location)
+        yield from _json_lines(_stream_lines(head, stream), location)
         return
     yield Malformed(
         location.source,
@@ -209,20 +315,34 @@ def _split_stream(head: bytes, stream: BinaryIO, location: Location) -> Iterator
     )
 
 
-def _stream_lines(head: bytes, stream: BinaryIO, location: Location) -> Iterator[list[bytes]]:
-    """The lines of a stream, a chunk's worth at a time (the last, partial line waits for the next chunk)."""
+def _stream_lines(head: bytes, stream: BinaryIO) -> Iterator[LinePiece]:
+    """The pieces of a stream's lines, a chunk's worth at a time (the last, partial line waits for the
+    next chunk). A line longer than MAX_ELEMENT is dropped as it streams past, never held whole."""
     pending = head
+    dropping = False
     while True:
-        lines = _lines_of(pending)
-        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
-        yield lines
+        if dropping:
+            newline = pending.find(b"\n")
+            if newline >= 0:
+                yield TOO_LONG
+                dropping = False
+                pending = pending[newline + 1 :]
+            else:
+                pending = b""
+        if not dropping:
+            pieces = list(_line_pieces(pending))
+            last = pieces[-1] if pieces else None
+            pending = last.pop() if type(last) is list and not last[-1].endswith(b"\n") else b""
+            yield from (piece for piece in pieces if piece != [])
+            if len(pending) > MAX_ELEMENT:
+                dropping, pending = True, b""
         more = stream.read(CHUNK)
         if not more:
             break
-        if len(pending) > MAX_ELEMENT:
-            raise OSError(f"a line longer than {MAX_ELEMENT // 2**20} MiB near the end of {location.source}")
         pending += more
-    if pending:
+    if dropping:
+        yield TOO_LONG
+    elif pending:
         yield [pending]
 
 
@@ -238,6 +358,13 @@ def _stream_array(buf: bytes, stream: BinaryIO, location: Location, kind: str) -
         if eof:
             break
         cut = _last_boundary(buf)
+        if cut is None and (scanned := element_spans(buf, 0)).spans:
+            yield from _elements(buf, scanned.spans, location, kind, index)
+            if scanned.closed:
+                return
+            index += len(scanned.spans)
+            buf = buf[scanned.rest :]
+            continue
         if cut is None:
             if len(buf) > MAX_ELEMENT:
                 yield Malformed(
@@ -262,8 +389,13 @@ def _array_tail(buf: bytes, location: Location, kind: str, index: int) -> Iterat
     if closing and body.endswith(closing):
         body = body[:-1].rstrip()
     if body.endswith(b"]"):
-        if body[:-1].strip():
-            yield Document(b"[" + body[:-1] + b"]", location, kind, index)
+        if not body[:-1].strip():
+            return
+        document = b"[" + body[:-1] + b"]"
+        if _json_error(document) == TOO_DEEP:
+            yield from _scanned_array(document, 1, location, kind, index)
+        else:
+            yield Document(document, location, kind, index)
         return
     yield from _salvage(buf, location, kind, index)
 
@@ -275,14 +407,13 @@ def _salvage(buf: bytes, location: Location, kind: str, index: int) -> Iterator[
     count = 0
     while True:
         start = _WHITESPACE.match(buf, position).end()  # type: ignore[union-attr]
-        try:
-            msgspec.json.decode(view[start:], type=msgspec.Raw)
+        complaint = _json_error(view[start:])
+        if complaint is None:
             break  # the rest is one whole value but the array was never closed
-        except msgspec.DecodeError as exc:
-            trailing = _TRAILING.search(str(exc))
-            if trailing is None:
-                break
-            element_end = start + int(trailing.group(1)) - 1
+        trailing = _TRAILING.search(complaint)
+        if trailing is None:
+            break
+        element_end = start + int(trailing.group(1)) - 1
         if buf[element_end : element_end + 1] != b",":
             break
         end, position, count = element_end, element_end + 1, count + 1
