@@ -10,7 +10,7 @@ observed through the methods below.
     kvs_sentinel_events_total{form}   kvs_sentinel_skipped_total{reason}   kvs_sentinel_malformed_total
     kvs_sentinel_detector_errors_total
     kvs_sentinel_alerts_total{detector,severity}   kvs_sentinel_alerts_deduplicated_total{detector}
-    kvs_sentinel_sink_failures_total{sink,retryable}
+    kvs_sentinel_sink_failures_total{sink,retryable}   kvs_sentinel_messages_unreadable_total
     kvs_sentinel_message_processing_seconds (histogram)
     kvs_sentinel_event_lag_seconds (histogram: now - eventTime)   kvs_sentinel_event_lag_last_seconds
     process_* (resident memory, CPU, open fds)
@@ -116,6 +116,11 @@ class Metrics:
             ["detector"],
             registry=self.registry,
         )
+        self.unreadable = Counter(
+            f"{PREFIX}_messages_unreadable",
+            "messages left for the redrive policy (DLQ) because a part could not be read",
+            registry=self.registry,
+        )
         self.sink_failures = Counter(
             f"{PREFIX}_sink_failures", "failed deliveries", ["sink", "retryable"], registry=self.registry
         )
@@ -145,6 +150,9 @@ class Metrics:
 
     def alert_emitted(self, detector: str, severity: str) -> None:
         self.alerts.labels(detector, severity).inc()
+
+    def message_unreadable(self) -> None:
+        self.unreadable.inc()
 
     def alert_deduplicated(self, detector: str) -> None:
         self.deduplicated.labels(detector).inc()

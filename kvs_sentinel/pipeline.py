@@ -32,7 +32,7 @@ from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sources.base import Message, Source
 from kvs_sentinel.sources.files import FileItem
-from kvs_sentinel.sources.s3 import LogFileError
+from kvs_sentinel.sources.s3 import LogFileBudget, LogFileError
 
 if TYPE_CHECKING:
     from kvs_sentinel.metrics import Metrics  # prometheus_client: only `run` loads it
@@ -45,6 +45,7 @@ IDLE_TICK_SECONDS = 1.0
 class PipelineCounts:
     messages_done: int = 0
     messages_failed: int = 0
+    messages_unreadable: int = 0  # left for the redrive policy: a part could not be read
     alerts_delivered: int = 0
     alerts_deduplicated: int = 0
     log_files_read: int = 0
@@ -52,6 +53,8 @@ class PipelineCounts:
 
 class LogFileReader(Protocol):
     """Fetches the CloudTrail log file a message points at, and cuts it into documents."""
+
+    budget: LogFileBudget
 
     async def open(self, ref: LogFileRef) -> BinaryIO:
         """The object as a seekable stream the caller closes; raises LogFileError."""
@@ -156,9 +159,19 @@ class Pipeline:
                 await self.deliver(outcome)
                 if outcome.log_files and self.log_files is not None:
                     await self._read_log_files(outcome.log_files, self.log_files)
+                if outcome.malformed:
+                    raise _Unreadable(outcome.malformed)
         except DeliveryError as exc:
             self.counts.messages_failed += 1
             log.error("message_delivery_failed", error=str(exc), retryable=exc.retryable)
+            await message.retry(str(exc))
+        except _Unreadable as exc:
+            # What cannot be read (or has an envelope we don't know) may hide an event: it stays on the
+            # queue, and its redrive policy moves it to the DLQ, where an operator can find it. Its
+            # readable events were judged and their alerts delivered.
+            self.counts.messages_unreadable += 1
+            if self.metrics is not None:
+                self.metrics.message_unreadable()
             await message.retry(str(exc))
         except LogFileError as exc:
             self.counts.messages_failed += 1
@@ -180,21 +193,46 @@ class Pipeline:
         """Each log file's documents, delivered as they are read (memory stays flat). After a failure,
         the redelivery skips the alerts already delivered."""
         stats = self.processor.stats
+        budget = reader.budget
         for ref in refs:
             stream = await reader.open(ref)
+            first_event, seconds = stats.events, 0.0
             try:
-                for item in reader.documents(stream, ref):
-                    if type(item) is Document:
-                        await self.deliver(self.processor.process(item))
+                items = iter(reader.documents(stream, ref))
+                while True:
+                    started = time.perf_counter()  # only the synchronous work: sinks' waits don't count
+                    item = next(items, None)
+                    outcome = self.processor.process(item) if type(item) is Document else None
+                    seconds += time.perf_counter() - started
+                    if item is None:
+                        break
+                    if outcome is not None:
+                        await self.deliver(outcome)
                     elif type(item) is Malformed:
                         stats.report_malformed(item)
                     elif type(item) is Skipped:
                         stats.skipped[item.reason] += 1
+                    records = stats.events - first_event
+                    if records > budget.max_records or seconds > budget.max_seconds:
+                        self._over_budget(ref, budget, records, seconds)
+                        break
                     await asyncio.sleep(0)  # the heartbeat, the probes and the other workers run
             finally:
                 stream.close()
             self.counts.log_files_read += 1
             log.info("log_file_processed", bucket=ref.bucket, key=ref.key)
+
+    def _over_budget(self, ref: LogFileRef, budget: LogFileBudget, records: int, seconds: float) -> None:
+        self.processor.stats.report_malformed(
+            Malformed(
+                f"s3://{ref.bucket}/{ref.key}",
+                f"over its budget ({records} records, {seconds:.1f} s; limits {budget.max_records} records, "
+                f"{budget.max_seconds:g} s): the rest of the object was not read",
+            )
+        )
+        log.error(
+            "log_file_over_budget", bucket=ref.bucket, key=ref.key, records=records, seconds=round(seconds, 1)
+        )
 
     async def deliver(self, outcome: Outcome) -> None:
         """Every alert to the sinks it is routed to; raises DeliveryError unless all accepted it."""
@@ -237,3 +275,8 @@ class Pipeline:
             self.metrics.alert_deduplicated(alert.detector)
         log.info("alert_deduplicated", detector=alert.detector, event_id=alert.event_id)
         return True
+
+
+class _Unreadable(Exception):
+    def __init__(self, parts: int) -> None:
+        super().__init__(f"{parts} part(s) of the message could not be read; kept for the redrive policy")

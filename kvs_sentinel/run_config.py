@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from kvs_sentinel.dedupe import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW_SECONDS
 from kvs_sentinel.errors import ConfigError
-from kvs_sentinel.sources.s3 import MAX_OBJECT_BYTES, MAX_UNZIPPED_BYTES
+from kvs_sentinel.sources.s3 import MAX_OBJECT_BYTES, MAX_RECORDS, MAX_SECONDS, MAX_UNZIPPED_BYTES
 from kvs_sentinel.sources.sqs_client import SqsSourceConfig
 
 # `type:` → its options model. A new consumer (Kinesis, say) registers here.
@@ -56,6 +56,14 @@ class ServiceConfig(BaseModel):
     s3_region: str | None = Field(None, description="default: AWS_REGION; other regions are followed")
     s3_max_object_bytes: int = Field(MAX_OBJECT_BYTES, ge=1)
     s3_max_unzipped_bytes: int = Field(MAX_UNZIPPED_BYTES, ge=1)
+    s3_max_records: int = Field(
+        MAX_RECORDS, ge=1, description="records read from one log file; the rest is counted malformed"
+    )
+    s3_max_seconds: float = Field(
+        MAX_SECONDS,
+        gt=0,
+        description="seconds spent reading and judging one log file; the rest is counted malformed",
+    )
 
     @model_validator(mode="after")
     def _close_within_grace(self) -> ServiceConfig:

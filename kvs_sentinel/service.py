@@ -39,6 +39,7 @@ from kvs_sentinel.sinks.registry import build_sinks
 from kvs_sentinel.sources.files import FileItem
 from kvs_sentinel.sources.merge import MergedSource
 from kvs_sentinel.sources.s3 import (
+    LogFileBudget,
     S3Getter,
     documents_of_log_file,
     fetch_log_file,
@@ -59,6 +60,7 @@ class S3LogFiles:
     def __init__(self, client: S3Getter, settings: ServiceConfig) -> None:
         self.client = client
         self.settings = settings
+        self.budget = LogFileBudget(settings.s3_max_records, settings.s3_max_seconds)
 
     async def open(self, ref: LogFileRef) -> BinaryIO:
         return await fetch_log_file(self.client, ref, max_bytes=self.settings.s3_max_object_bytes)
