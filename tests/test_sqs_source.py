@@ -127,7 +127,9 @@ async def test_message_is_one_document_located_by_queue_and_id(moto_server: str)
 
 async def test_acks_are_deleted_in_batches_of_ten_and_the_rest_on_close(moto_server: str) -> None:
     url = await make_queue("kvs-batches", messages=23)
-    async with recorded_source(url, ack_flush_seconds=10) as (source, recorder):
+    # a clock that never moves: the flush timer cannot fire however slow the machine is
+    clock = FakeClock(autoadvance=False)
+    async with recorded_source(url, clock=clock, ack_flush_seconds=10) as (source, recorder):
         received: list[SqsMessage] = []
         async for message in source.messages():
             received.append(message)
