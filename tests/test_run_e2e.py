@@ -269,7 +269,7 @@ async def test_eventbridge_and_sns_events_are_alerted_the_queue_drains_and_sigte
     assert (await asyncio.to_thread(subprocess.run, down, capture_output=True)).returncode == 1
 
 
-async def test_s3_log_files_are_alerted_and_a_poison_message_lands_in_the_dlq(
+async def test_s3_log_files_are_alerted_and_poison_messages_land_in_the_dlq(
     moto_server: str, tmp_path: Path, sentinels: list[Sentinel]
 ) -> None:
     url, _, dlq = await make_queue("kvs-sentinel-logs", max_receives=2)
@@ -284,11 +284,13 @@ async def test_s3_log_files_are_alerted_and_a_poison_message_lands_in_the_dlq(
         return {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "s3": s3}]}
 
     poison = notification(key.replace("_x.", "_missing."))  # NoSuchKey, every time
+    unknown = {"hello": "world", "detail": media_read(30)}  # an envelope nobody knows: kept for the DLQ
     await send(
         url,
         eventbridge(20),
         notification(key),
         poison,
+        unknown,
         {"s3Bucket": BUCKET, "s3ObjectKey": [key]},  # CloudTrail's own SNS "new log file", raw delivery
         eventbridge(21),
     )
@@ -298,15 +300,18 @@ async def test_s3_log_files_are_alerted_and_a_poison_message_lands_in_the_dlq(
     sentinels.append(sentinel)
 
     async def poison_dead_lettered() -> bool:
-        return await queue_counts(dlq) == (1, 0) and await drained(url)
+        return await queue_counts(dlq) == (2, 0) and await drained(url)
 
-    await wait_until(poison_dead_lettered, 30, "the poison message in the DLQ and the queue drained")
+    await wait_until(poison_dead_lettered, 30, "the poison messages in the DLQ and the queue drained")
     found = Counter(event for _, event in alerts_in(out))
     # the log file came twice (S3 notification, CloudTrail notification): dedupe sent its alerts once
     assert found == {event_id(n): DETECTORS_PER_EVENT for n in (10, 11, 12, 20, 21)}
     async with aws_client("sqs") as sqs:
-        dead = (await sqs.receive_message(QueueUrl=dlq))["Messages"][0]
-    assert json.loads(dead["Body"]) == poison
+        dead = (await sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10))["Messages"]
+    assert sorted((json.loads(m["Body"]) for m in dead), key=json.dumps) == sorted(
+        [poison, unknown], key=json.dumps
+    )
+    assert len(sentinel.logged("input_malformed")) >= 2  # the unknown envelope, each time it was received
     failures = sentinel.logged("log_file_failed")
     assert len(failures) >= 2
     assert all("NoSuchKey" in entry["error"] and entry["message_id"] for entry in failures)
