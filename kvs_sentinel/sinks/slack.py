@@ -8,7 +8,8 @@ built from a validated region and event id.
 
 Delivery: one message per second per webhook (Slack's limit), shared by every sink and worker posting to
 the same URL; 429 `Retry-After` pauses that webhook; 5xx and timeouts retry with exponential backoff and
-jitter up to `max_attempts`; 4xx (revoked webhook, archived channel…) fail at once and are counted.
+jitter up to `max_attempts`; 4xx (revoked webhook, archived channel…) fail at once and are counted. Only
+Slack's `ok` is a delivery: a 2xx with any other body (a captive proxy's page) is retried like a 5xx.
 """
 
 from __future__ import annotations
@@ -332,12 +333,19 @@ class SlackSink:
                 last = self._redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
                 delay = self.backoff(attempt)
             else:
-                if 200 <= reply.status < 300:
+                if 200 <= reply.status < 300 and accepted(reply.body):
                     self.counts.success(self.name, alert, attempts=attempt)
                     return
                 error = _clean(reply.body)[:100] or "(no body)"
                 last = f"HTTP {reply.status} {error}"
-                if reply.status == 400 and "invalid_blocks" in error and "blocks" in payload:
+                if 200 <= reply.status < 300:
+                    # Not Slack's answer: most likely a captive proxy or a URL that is not a webhook.
+                    # Nothing says the message was posted, so it is not a delivery; retrying may help
+                    # (a proxy that lets us through later), and giving up leaves the SQS message for
+                    # redelivery.
+                    last += " (a 2xx without Slack's `ok`: a proxy, or not a Slack webhook URL?)"
+                    delay = self.backoff(attempt)
+                elif reply.status == 400 and "invalid_blocks" in error and "blocks" in payload:
                     log.warning("slack_blocks_rejected", sink=self.name, error=error)
                     payload = text_only(payload)  # the plain-text fallback still tells the story
                     continue
@@ -377,6 +385,18 @@ class SlackSink:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+def accepted(body: str) -> bool:
+    """Slack posted the message: incoming webhooks answer `ok`, Workflow Builder webhooks `{"ok": true}`."""
+    body = body.strip()
+    if body == "ok":
+        return True
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(reply, dict) and reply.get("ok") is True
 
 
 def _seconds(value: str | None, *, default: float) -> float:
