@@ -23,6 +23,7 @@ from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.events import Location
 from kvs_sentinel.redact import redact, redact_url
+from kvs_sentinel.reveal import reveal_in_json
 from kvs_sentinel.sinks.slack import (
     FIELD_LIMIT,
     HEADER_LIMIT,
@@ -107,7 +108,9 @@ async def clocked_slack(clock: FakeClock) -> AsyncIterator[FakeSlackWebhook]:
 def test_block_kit_payload_matches_the_snapshot() -> None:
     payload = slack_message(sample_alert())
     if os.environ.get("UPDATE_SNAPSHOTS"):
-        SNAPSHOT.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        # hidden characters (the word joiners that break links) written as escapes, to show in a diff
+        written = json.dumps(payload, indent=2, ensure_ascii=False).encode()
+        SNAPSHOT.write_bytes(reveal_in_json(written) + b"\n")
     assert payload == json.loads(SNAPSHOT.read_text())
 
 
