@@ -424,3 +424,26 @@ async def test_sigterm_while_the_queue_check_hangs_exits_0_at_once(
     assert not sentinel.logged("run_started")
     [finished] = sentinel.logged("run_finished")
     assert finished["started"] is False
+
+
+async def test_sigterm_while_the_configuration_loads_exits_0(
+    tmp_path: Path, sentinels: list[Sentinel]
+) -> None:
+    config = tmp_path / "sentinel.yaml"
+    os.mkfifo(config)  # reading it blocks until we write: the process is held inside the config load
+    sentinel = Sentinel(config, tmp_path / "loading.log")
+    sentinels.append(sentinel)
+
+    def reader_waiting() -> int | None:
+        try:  # succeeds only once the sentinel has the FIFO open for reading
+            return os.open(config, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+
+    writer = await wait_until(reader_waiting, 30, "the configuration being read")
+    try:
+        await sentinel.stop(within=10)
+    finally:
+        os.close(writer)
+    [stopped] = sentinel.logged("stopped_before_start")
+    assert stopped["signal"] == "SIGTERM"
