@@ -30,6 +30,7 @@ from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sinks.registry import build_sinks
 from kvs_sentinel.sinks.stdout import JsonLinesSink
 from kvs_sentinel.sources.local import FileSource
+from kvs_sentinel.startup_signals import exit_cleanly_on_stop_signals
 from kvs_sentinel.stats import RunStats
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -108,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         url = args.url or f"http://127.0.0.1:{args.port}{args.path}"
         return check_health(url, args.timeout, report=lambda line: print(line, file=sys.stderr))
+    if args.command == "run":
+        exit_cleanly_on_stop_signals()  # ECS may stop a task that is still loading its configuration
     try:
         if args.command == "test" and args.packs:
             loaded = compile_config(

@@ -2,18 +2,19 @@
 
 Start-up: the sinks, the S3 client and the health server are entered into one `AsyncExitStack`; each
 queue is checked (reachable? a redrive policy?); then the pipeline runs until SIGTERM/SIGINT, which only
-set an `asyncio.Event`. Shutdown (saq style): stop receiving (long polls are cut short), let in-flight
-messages finish for `grace_seconds - close_seconds`, then cancel what is left with a hard deadline; a
-cancelled message is neither acked nor retried, so SQS delivers it again when its visibility timeout
-ends. Only then are the sources closed (pending deletes sent), then the S3 client, the sinks and the
-health server. One summary line ends the run ("N done, M failed", arq style).
+set an `asyncio.Event`. A stop during start-up cancels it (a queue check can hang on an endpoint that
+does not answer) and the run ends at once with exit 0: nothing was received, there is nothing to drain.
+Shutdown (saq style): stop receiving (long polls are cut short), let in-flight messages finish for
+`grace_seconds - close_seconds`, then cancel what is left with a hard deadline; a cancelled message is
+neither acked nor retried, so SQS delivers it again when its visibility timeout ends. Only then are the
+sources closed (pending deletes sent), then the S3 client, the sinks and the health server. One summary
+line ends the run ("N done, M failed", arq style).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -47,6 +48,7 @@ from kvs_sentinel.sources.s3 import (
     s3_client,
 )
 from kvs_sentinel.sources.sqs import SqsSource
+from kvs_sentinel.startup_signals import STOP_SIGNALS
 from kvs_sentinel.stats import RunStats
 
 log = structlog.get_logger("kvs_sentinel.service")
@@ -102,6 +104,7 @@ class RunSummary:
     counts: PipelineCounts
     forced: bool = False  # the drain deadline passed and in-flight work was cancelled
     crashed: bool = False  # the pipeline ended on its own with an error
+    started: bool = True  # False: stopped during start-up, before anything was received
 
     @property
     def exit_code(self) -> int:
@@ -163,46 +166,72 @@ class Service:
         )
 
     async def run(self) -> RunSummary:
-        settings = self.settings
         started = time.monotonic()
         async with AsyncExitStack() as stack:
-            dispatcher = self.dispatcher()
-            stack.push_async_callback(dispatcher.aclose)
-            s3 = await stack.enter_async_context(self.s3_factory(settings.s3_region))
-            self.health = HealthServer(
-                settings.health_port, self.is_alive, self.is_ready, self.metrics, host=settings.health_host
-            )
-            await stack.enter_async_context(self.health)
-            self.metrics.watch_stats(self.stats)
-            source = MergedSource(self.sources)
-            stack.push_async_callback(source.aclose)  # on any way out; a second close does nothing
-            for queue in self.sources:
-                self.metrics.watch_source(queue.queue_name, queue.counts.as_dict)
-                await queue.startup_check()
-            processor = Processor(Engine(self.loaded.detectors), self.stats, self._observe_event_time)
-            self.pipeline = Pipeline(
-                source,
-                processor,
-                dispatcher=dispatcher,
-                workers=settings.workers,
-                queue_size=settings.workers,
-                log_files=S3LogFiles(s3, settings),
-                dedupe=AlertDeduper(settings.dedupe_window_seconds, settings.dedupe_max_entries),
-                metrics=self.metrics,
-                log_alerts=True,
-            )
-            log.info(
-                "run_started",
-                queues=[queue.queue_name for queue in self.sources],
-                detectors=len(self.loaded.detectors),
-                sinks=sorted(dispatcher.sinks),
-                workers=settings.workers,
-                health_port=self.health.port,
-            )
-            summary = await self._run_until_stopped(self.pipeline, source)
-            await source.aclose()  # every worker has acked or retried: the pending deletes go out
+            start = asyncio.create_task(self._start(stack))
+            if await self._started_before_stop(start):
+                pipeline, source, dispatcher = start.result()
+                log.info(
+                    "run_started",
+                    queues=[queue.queue_name for queue in self.sources],
+                    detectors=len(self.loaded.detectors),
+                    sinks=sorted(dispatcher.sinks),
+                    workers=self.settings.workers,
+                    health_port=self.health.port if self.health else None,
+                )
+                summary = await self._run_until_stopped(pipeline, source)
+                await source.aclose()  # every worker has acked or retried: the pending deletes go out
+            else:
+                log.info("startup_interrupted", consequence="stopped before receiving any message")
+                summary = RunSummary(PipelineCounts(), started=False)
         self._log_summary(summary, time.monotonic() - started)
         return summary
+
+    async def _start(self, stack: AsyncExitStack) -> tuple[Pipeline, MergedSource, Dispatcher]:
+        """Sinks, the S3 client, the health server and the queue checks; what is opened goes on `stack`."""
+        settings = self.settings
+        dispatcher = self.dispatcher()
+        stack.push_async_callback(dispatcher.aclose)
+        s3 = await stack.enter_async_context(self.s3_factory(settings.s3_region))
+        self.health = HealthServer(
+            settings.health_port, self.is_alive, self.is_ready, self.metrics, host=settings.health_host
+        )
+        await stack.enter_async_context(self.health)
+        self.metrics.watch_stats(self.stats)
+        source = MergedSource(self.sources)
+        stack.push_async_callback(source.aclose)  # on any way out; a second close does nothing
+        for queue in self.sources:
+            self.metrics.watch_source(queue.queue_name, queue.counts.as_dict)
+            await queue.startup_check()
+        processor = Processor(Engine(self.loaded.detectors), self.stats, self._observe_event_time)
+        self.pipeline = Pipeline(
+            source,
+            processor,
+            dispatcher=dispatcher,
+            workers=settings.workers,
+            queue_size=settings.workers,
+            log_files=S3LogFiles(s3, settings),
+            dedupe=AlertDeduper(settings.dedupe_window_seconds, settings.dedupe_max_entries),
+            metrics=self.metrics,
+            log_alerts=True,
+        )
+        return self.pipeline, source, dispatcher
+
+    async def _started_before_stop(self, start: asyncio.Task[object]) -> bool:
+        """Wait for start-up unless a stop comes first; then cancel it (a queue check can hang for
+        minutes on an endpoint that does not answer) and say so. Start-up errors are raised."""
+        stop_waiter = asyncio.create_task(self.stopping.wait())
+        try:
+            await asyncio.wait({start, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_waiter.cancel()
+        if start.done():
+            start.result()
+            return True
+        start.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await start
+        return False
 
     async def _run_until_stopped(self, pipeline: Pipeline, source: MergedSource) -> RunSummary:
         task = self._task = asyncio.create_task(pipeline.run(self.stopping))
@@ -248,6 +277,7 @@ class Service:
             log_files_read=counts.log_files_read,
             events=self.stats.events,
             forced=summary.forced,
+            started=summary.started,
             seconds=round(seconds, 3),
             deleted=sum(source.counts.deleted for source in self.sources),
             retried=sum(source.counts.retried for source in self.sources),
@@ -259,15 +289,17 @@ def source_in_flight(sources: Sequence[SqsSource]) -> int:
 
 
 async def serve(loaded: LoadedConfig) -> int:
-    """The `run` command: a Service whose stop is SIGTERM or SIGINT; 0 after a clean stop."""
+    """The `run` command: a Service whose stop is SIGTERM or SIGINT, during start-up too; 0 after a
+    clean stop. (Before this runs, `startup_signals` makes a stop signal exit 0 at once.)"""
     service = Service(loaded)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, service.request_stop)
+    log.info("run_starting", queues=[queue.queue_name for queue in service.sources])
     try:
         summary = await service.run()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signum)
     return summary.exit_code

@@ -2,7 +2,9 @@
 
 `FakeSlackWebhook` is a real HTTP server on 127.0.0.1 that behaves like Slack's incoming-webhook endpoint:
 it records every payload and answers what you script (`200 ok` unless told otherwise): 429 with
-`Retry-After`, 5xx, 404 `no_service`, 410 `channel_is_archived`, or no answer until the client gives up.
+`Retry-After`, 5xx, 404 `no_service`, 410 `channel_is_archived`, a 200 whose body is not `ok` (a captive
+proxy's HTML page: `SlackReply(200, "<html>…", content_type="text/html")`), or no answer until the client
+gives up. `payloads` holds only what was delivered: the posts answered `200 ok`.
 
     async with FakeSlackWebhook() as slack:
         slack.script(SlackReply(429, "rate_limited", retry_after="3"), SlackReply(200, "ok"))
@@ -75,6 +77,12 @@ class SlackReply:
     retry_after: str | None = None
     hang: bool = False
     """Send nothing until the server closes: the client's timeout fires."""
+    content_type: str = "text/plain"
+
+    @property
+    def delivers(self) -> bool:
+        """What Slack answers when the message was posted: 200 and the body `ok`."""
+        return self.status == 200 and self.body == "ok" and not self.hang
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,8 @@ class ReceivedPost:
     at: float
     """The time on the server's clock (a FakeClock's when one was given)."""
     answered: int
+    delivered: bool = False
+    """Answered `200 ok`: Slack would have posted it."""
 
 
 class FakeSlackWebhook:
@@ -103,7 +113,7 @@ class FakeSlackWebhook:
 
     @property
     def payloads(self) -> list[dict[str, Any]]:
-        return [post.payload for post in self.posts if post.answered == 200]
+        return [post.payload for post in self.posts if post.delivered]
 
     def script(self, *replies: SlackReply) -> None:
         """Answer the next requests with these replies, in order; then `always`'s reply (200 ok)."""
@@ -122,12 +132,15 @@ class FakeSlackWebhook:
         except ValueError:
             return web.Response(status=400, text="invalid_payload")
         reply = self._replies.popleft() if self._replies else self._default
-        self.posts.append(ReceivedPost(payload, request.path, now, 0 if reply.hang else reply.status))
+        answered = 0 if reply.hang else reply.status
+        self.posts.append(ReceivedPost(payload, request.path, now, answered, reply.delivers))
         if reply.hang:
             await self._release.wait()
             return web.Response(status=500, text="too_late")
         headers = {"Retry-After": reply.retry_after} if reply.retry_after is not None else None
-        return web.Response(status=reply.status, text=reply.body, headers=headers)
+        return web.Response(
+            status=reply.status, text=reply.body, headers=headers, content_type=reply.content_type
+        )
 
     async def start(self) -> FakeSlackWebhook:
         app = web.Application()

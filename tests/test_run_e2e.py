@@ -375,3 +375,80 @@ async def test_kill_9_in_the_middle_of_a_batch_then_restart_loses_no_alert(
     # in-memory dedupe died with it. Each alert reached Slack at most twice.
     assert all(count <= 2 for count in delivered.values())
     assert {alert for alert, count in delivered.items() if count == 2} <= sent_before
+
+
+@pytest.fixture
+def offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[socket.socket]:
+    """An SQS endpoint on loopback that completes the TCP handshake and never answers; the AWS_*
+    environment points every client at it (fake credentials, no profile, no instance metadata)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        silent.setblocking(False)
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_REGION", "us-east-1")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        yield silent
+
+
+async def test_sigterm_while_the_queue_check_hangs_exits_0_at_once(
+    offline_aws: socket.socket, tmp_path: Path, sentinels: list[Sentinel]
+) -> None:
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    queue_url = f"{endpoint}/111122223333/kvs-sentinel-silent"
+    config, _ = write_config(tmp_path, "silent", queue_url, jsonl_sink(tmp_path / "alerts.jsonl"))
+    sentinel = Sentinel(config, tmp_path / "silent.log")
+    sentinels.append(sentinel)
+    connections: list[socket.socket] = []
+
+    def queue_check_waiting() -> bool:
+        try:
+            connections.append(offline_aws.accept()[0])  # the queue check's request, never answered
+        except BlockingIOError:
+            return False
+        return True
+
+    try:
+        await wait_until(lambda: sentinel.logged("run_starting"), 30, "start-up under way")
+        await wait_until(queue_check_waiting, 30, "the queue check waiting on SQS")
+        # unanswered, the check would wait 16 s read timeout x 3 attempts; the stop must not
+        took = await sentinel.stop(within=10)
+    finally:
+        for connection in connections:
+            connection.close()
+    assert took < 10
+    assert sentinel.logged("shutdown_requested")
+    assert sentinel.logged("startup_interrupted")
+    assert not sentinel.logged("run_started")
+    [finished] = sentinel.logged("run_finished")
+    assert finished["started"] is False
+
+
+async def test_sigterm_while_the_configuration_loads_exits_0(
+    tmp_path: Path, sentinels: list[Sentinel]
+) -> None:
+    config = tmp_path / "sentinel.yaml"
+    os.mkfifo(config)  # reading it blocks until we write: the process is held inside the config load
+    sentinel = Sentinel(config, tmp_path / "loading.log")
+    sentinels.append(sentinel)
+
+    def reader_waiting() -> int | None:
+        try:  # succeeds only once the sentinel has the FIFO open for reading
+            return os.open(config, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+
+    writer = await wait_until(reader_waiting, 30, "the configuration being read")
+    try:
+        await sentinel.stop(within=10)
+    finally:
+        os.close(writer)
+    [stopped] = sentinel.logged("stopped_before_start")
+    assert stopped["signal"] == "SIGTERM"

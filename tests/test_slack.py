@@ -23,6 +23,7 @@ from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.events import Location
 from kvs_sentinel.redact import redact, redact_url
+from kvs_sentinel.reveal import reveal_in_json
 from kvs_sentinel.sinks.slack import (
     FIELD_LIMIT,
     HEADER_LIMIT,
@@ -30,6 +31,7 @@ from kvs_sentinel.sinks.slack import (
     Pacer,
     SlackConfig,
     SlackSink,
+    accepted,
     slack_message,
 )
 from kvs_sentinel.stats import RunStats
@@ -106,7 +108,9 @@ async def clocked_slack(clock: FakeClock) -> AsyncIterator[FakeSlackWebhook]:
 def test_block_kit_payload_matches_the_snapshot() -> None:
     payload = slack_message(sample_alert())
     if os.environ.get("UPDATE_SNAPSHOTS"):
-        SNAPSHOT.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        # hidden characters (the word joiners that break links) written as escapes, to show in a diff
+        written = json.dumps(payload, indent=2, ensure_ascii=False).encode()
+        SNAPSHOT.write_bytes(reveal_in_json(written) + b"\n")
     assert payload == json.loads(SNAPSHOT.read_text())
 
 
@@ -350,6 +354,54 @@ async def test_gives_up_after_max_attempts_with_a_retryable_error(
     assert [entry["event"] for entry in logs].count("delivery_retried") == 3
     assert clocked_slack.path not in str(caught.value)
     assert all(clocked_slack.path not in str(entry) for entry in logs)
+
+
+PROXY_PAGE = SlackReply(200, "<html><body>Sign in to continue</body></html>", content_type="text/html")
+
+
+async def test_a_2xx_without_slacks_ok_is_not_a_delivery_and_fails_for_redelivery(
+    clock: FakeClock, clocked_slack: FakeSlackWebhook
+) -> None:
+    clocked_slack.always(PROXY_PAGE)
+    sink = make_sink(clocked_slack.url, clock, max_attempts=3)
+    try:
+        with capture_logs() as logs, pytest.raises(DeliveryError) as caught:
+            await sink.send(sample_alert())
+    finally:
+        await sink.aclose()
+    assert [post.answered for post in clocked_slack.posts] == [200, 200, 200]
+    assert caught.value.retryable, "the SQS message must stay for redelivery"
+    assert "gave up after 3 attempts" in str(caught.value)
+    assert "without Slack's `ok`" in str(caught.value)
+    assert sink.counts.delivered == 0
+    assert sink.counts.failed_retryable == 1
+    delays = [entry["delay"] for entry in logs if entry["event"] == "delivery_retried"]
+    assert len(delays) == 2
+    assert 0.5 <= delays[0] <= 1.0, "backed off like a 5xx"
+    assert 1.0 <= delays[1] <= 2.0
+
+
+async def test_a_proxy_page_then_slacks_ok_is_delivered_once(
+    clock: FakeClock, clocked_slack: FakeSlackWebhook
+) -> None:
+    clocked_slack.script(SlackReply(204, ""), PROXY_PAGE)
+    sink = make_sink(clocked_slack.url, clock)
+    try:
+        await sink.send(sample_alert())
+    finally:
+        await sink.aclose()
+    assert [post.answered for post in clocked_slack.posts] == [204, 200, 200]
+    assert len(clocked_slack.payloads) == 1
+    assert sink.counts.delivered == 1
+    assert sink.counts.retries == 2
+
+
+def test_only_slacks_ok_answers_count_as_accepted() -> None:
+    assert accepted("ok")
+    assert accepted("ok\n")
+    assert accepted('{"ok": true}')  # Workflow Builder webhooks
+    for body in ("", "OK!", "<html>ok</html>", '{"ok": false}', '{"ok": "true"}', "[true]", "okay"):
+        assert not accepted(body), body
 
 
 @pytest.mark.parametrize(

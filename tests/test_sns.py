@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 from kvs_sentinel.errors import DeliveryError
+from kvs_sentinel.reveal import HIDDEN
 from kvs_sentinel.sinks.sns import (
     MAX_MESSAGE_BYTES,
     SnsConfig,
@@ -116,6 +117,26 @@ async def test_publishes_the_alert_as_json_with_filterable_attributes(
     assert sink.counts.delivered == 1
 
 
+async def test_hidden_characters_reach_subscribers_escaped_with_the_exact_value(
+    subscribed: tuple[str, Any, str], moto_endpoint: str
+) -> None:
+    topic, sqs, queue_url = subscribed
+    sink = SnsSink("pager", SnsConfig(topic_arn=topic, endpoint_url=moto_endpoint))
+    hostile = "admin\u202egnp.exe\u2066x\u2069 tag\U000e0041 <!channel> :fire:"
+    alert = sample_alert(principal=hostile, account="1111\u200b22223333", user_agent=hostile)
+    try:
+        await sink.send(alert)
+    finally:
+        await sink.aclose()
+    [envelope] = await receive(sqs, queue_url, 1)
+    assert HIDDEN.search(envelope["Message"]) is None
+    assert "\\u202e" in envelope["Message"], "shown as a JSON escape"
+    body = json.loads(envelope["Message"])
+    assert body["principal"] == hostile, "the subscriber parses back the exact value"
+    assert body["user_agent"] == hostile
+    assert envelope["MessageAttributes"]["account"]["Value"] == "1111\\u200b22223333"
+
+
 async def test_a_missing_topic_is_a_permanent_failure(moto_endpoint: str, aws_env: None) -> None:
     missing = "arn:aws:sns:eu-west-1:123456789012:kvs-sentinel-gone"
     sink = SnsSink("pager", SnsConfig(topic_arn=missing, endpoint_url=moto_endpoint), clock=FakeClock())
@@ -206,7 +227,7 @@ def test_subject_is_ascii_one_line_and_under_100_characters() -> None:
     assert len(subject) < 100
     assert subject.isascii()
     assert subject.isprintable()
-    assert subject.startswith("[CRITICAL] Cam ra stream deleted x")
+    assert subject.startswith("[CRITICAL] Cam ra\\n\\u0000stream\\tdeleted x"), "controls shown, not hidden"
 
 
 def test_oversized_alerts_are_cut_to_fit_sns_and_say_so() -> None:

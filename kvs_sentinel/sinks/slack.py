@@ -1,14 +1,16 @@
 """Slack incoming webhooks: a Block Kit message people want to read, paced, retried, never injectable.
 
-Every value taken from an event is attacker-controlled. It is shown only inside inline code (no
-formatting), with `&`, `<`, `>` escaped (no `<!channel>`, no `<https://evil|disguised link>`), control and
-bidi characters removed, and clipped to Slack's limits; mrkdwn objects are `verbatim` so Slack does not
-linkify names either. The only live markup is ours: the link to the event in the CloudTrail console,
-built from a validated region and event id.
+Every value taken from an event is attacker-controlled. In the fields it is shown only inside inline code
+(no formatting) of `verbatim` mrkdwn (no auto-linking), in the header and summary as `plain_text` without
+emoji, and in the top-level `text` neutralised for mrkdwn (see slack_text): `&`, `<`, `>` escaped (no
+`<!channel>`, no `<https://evil|disguised link>`), hidden and bidi characters shown as escapes (see
+reveal), clipped to Slack's limits. The only live markup is ours: the link to the event in the
+CloudTrail console, built from a validated region and event id.
 
 Delivery: one message per second per webhook (Slack's limit), shared by every sink and worker posting to
 the same URL; 429 `Retry-After` pauses that webhook; 5xx and timeouts retry with exponential backoff and
-jitter up to `max_attempts`; 4xx (revoked webhook, archived channel…) fail at once and are counted.
+jitter up to `max_attempts`; 4xx (revoked webhook, archived channel…) fail at once and are counted. Only
+Slack's `ok` is a delivery: a 2xx with any other body (a captive proxy's page) is retried like a 5xx.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from kvs_sentinel import __version__
 from kvs_sentinel.alerts import Alert, action_of
 from kvs_sentinel.redact import redact, redact_url
+from kvs_sentinel.reveal import reveal
 from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock, SinkContext, SinkCounts, register_sink
+from kvs_sentinel.sinks.slack_text import code, fit, mrkdwn_prose, notification, plain
 
 if TYPE_CHECKING:
     import aiohttp
@@ -37,7 +41,6 @@ SECTION_LIMIT = 3000
 FIELD_LIMIT = 2000
 CONTEXT_LIMIT = 2000
 FALLBACK_LIMIT = 3000
-VALUE_LIMIT = 500  # one field value, before escaping: enough for any ARN, short enough to read
 SEVERITY_ICON = {
     "critical": ":rotating_light:",
     "high": ":red_circle:",
@@ -45,7 +48,6 @@ SEVERITY_ICON = {
     "low": ":large_blue_circle:",
     "info": ":white_circle:",
 }
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 _REGION = re.compile(r"(?:[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d)")
 _EVENT_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 _PERMANENT_HINTS = {
@@ -61,38 +63,6 @@ _PERMANENT_HINTS = {
 
 
 # ---------------------------------------------------------------- rendering
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters as entities: nothing in `text` can become a mention or link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _clean(value: str) -> str:
-    return " ".join(_UNSAFE.sub(" ", value).split())
-
-
-def _fit(escaped: str, limit: int) -> str:
-    """Clip escaped text to `limit` characters without cutting an entity in half."""
-    if len(escaped) <= limit:
-        return escaped
-    cut = escaped[: limit - 1]
-    amp = cut.rfind("&", max(0, len(cut) - 5))
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + "…"
-
-
-def text(value: str, limit: int) -> str:
-    """Untrusted or trusted prose, escaped, one line, within `limit`."""
-    return _fit(escape(_clean(value)), limit)
-
-
-def code(value: str | None, limit: int = VALUE_LIMIT) -> str:
-    """An event value as inline code: no formatting applies inside, backticks cannot close it."""
-    if not value:
-        return "—"
-    return "`" + _fit(escape(_clean(value).replace("`", "ˋ")), limit) + "`"  # noqa: RUF001 (a look-alike)
 
 
 def console_url(alert: Alert) -> str | None:
@@ -118,7 +88,7 @@ def _field(label: str, value: str) -> dict[str, Any]:
 
 
 def slack_message(alert: Alert) -> dict[str, Any]:
-    """The webhook payload for one alert: Block Kit blocks plus a plain-text fallback."""
+    """The webhook payload for one alert: Block Kit blocks plus a plain-text fallback (see slack_text)."""
     severity = alert.severity.upper()
     icon = SEVERITY_ICON.get(alert.severity, ":white_circle:")
     action = action_of(alert.event_source, alert.event_name)
@@ -143,18 +113,26 @@ def slack_message(alert: Alert) -> dict[str, Any]:
             error += " " + code(alert.error_message)
         fields.append(_field("Denied", error))
     if alert.escalated_because:
-        fields.append(_field("Escalated", text(alert.escalated_because, 300)))
+        fields.append(_field("Escalated", mrkdwn_prose(alert.escalated_because, 300)))
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": text(f"{severity} · {alert.title}", HEADER_LIMIT)},
+            "text": {
+                "type": "plain_text",
+                "text": plain(f"{severity} · {alert.title}", HEADER_LIMIT),
+                "emoji": False,
+            },
         },
         {
             "type": "section",
-            "text": {"type": "plain_text", "text": text(alert.summary, SECTION_LIMIT), "emoji": False},
+            "text": {
+                "type": "plain_text",
+                "text": plain(alert.summary, SECTION_LIMIT),
+                "emoji": False,
+            },
         },
-        {"type": "section", "fields": [{**f, "text": _fit(f["text"], FIELD_LIMIT)} for f in fields]},
-        {"type": "section", "text": _mrkdwn(_fit("*Remediation*\n" + escape(alert.remediation), 3000))},
+        {"type": "section", "fields": [{**f, "text": fit(f["text"], FIELD_LIMIT)} for f in fields]},
+        {"type": "section", "text": _mrkdwn("*Remediation*\n" + mrkdwn_prose(alert.remediation, 2980))},
     ]
     context = [f"{icon} {severity}", f"detector {code(alert.detector, 128)}", f"event {code(alert.event_id)}"]
     if alert.practice:
@@ -163,11 +141,12 @@ def slack_message(alert: Alert) -> dict[str, Any]:
     if url:
         context.append(f"<{url}|View in the CloudTrail console>")
     blocks.append(
-        {"type": "context", "elements": [_mrkdwn(_fit(element, CONTEXT_LIMIT)) for element in context]}
+        {"type": "context", "elements": [_mrkdwn(fit(element, CONTEXT_LIMIT)) for element in context]}
     )
     fallback = f"[{severity}] {alert.title}: {alert.summary}"
     return {
-        "text": text(fallback, FALLBACK_LIMIT),
+        "text": notification(fallback, FALLBACK_LIMIT),
+        "mrkdwn": False,
         "blocks": blocks,
         "unfurl_links": False,
         "unfurl_media": False,
@@ -332,12 +311,19 @@ class SlackSink:
                 last = self._redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
                 delay = self.backoff(attempt)
             else:
-                if 200 <= reply.status < 300:
+                if 200 <= reply.status < 300 and accepted(reply.body):
                     self.counts.success(self.name, alert, attempts=attempt)
                     return
-                error = _clean(reply.body)[:100] or "(no body)"
+                error = " ".join(reveal(reply.body)[:100].split()) or "(no body)"
                 last = f"HTTP {reply.status} {error}"
-                if reply.status == 400 and "invalid_blocks" in error and "blocks" in payload:
+                if 200 <= reply.status < 300:
+                    # Not Slack's answer: most likely a captive proxy or a URL that is not a webhook.
+                    # Nothing says the message was posted, so it is not a delivery; retrying may help
+                    # (a proxy that lets us through later), and giving up leaves the SQS message for
+                    # redelivery.
+                    last += " (a 2xx without Slack's `ok`: a proxy, or not a Slack webhook URL?)"
+                    delay = self.backoff(attempt)
+                elif reply.status == 400 and "invalid_blocks" in error and "blocks" in payload:
                     log.warning("slack_blocks_rejected", sink=self.name, error=error)
                     payload = text_only(payload)  # the plain-text fallback still tells the story
                     continue
@@ -377,6 +363,18 @@ class SlackSink:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+def accepted(body: str) -> bool:
+    """Slack posted the message: incoming webhooks answer `ok`, Workflow Builder webhooks `{"ok": true}`."""
+    body = body.strip()
+    if body == "ok":
+        return True
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(reply, dict) and reply.get("ok") is True
 
 
 def _seconds(value: str | None, *, default: float) -> float:

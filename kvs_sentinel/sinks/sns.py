@@ -2,8 +2,12 @@
 
 Attributes: `severity`, `severity_rank` (Number: info 0 … critical 4, for `{"numeric": [">=", 3]}`),
 `detector`, `account`, `region`, `practice`, `tags` (String.Array). The subject (read by email
-subscribers) is ASCII, has no control characters and stays under 100 characters. A message stays under
-SNS's 256 KiB: `details` go first, then long text fields are clipped, and `truncated` says what was cut.
+subscribers) is ASCII, has no control characters and stays under 100 characters. Rendering: the message
+is JSON (no markup to inject), so hidden and bidi characters are written as `\\uXXXX` escapes and a
+subscriber parses the exact value back; subject and attribute values show them as visible escapes
+(see reveal). Email clients may still linkify a URL inside the JSON: only the JSON escapes are ours.
+A message stays under SNS's 256 KiB: `details` go first, then long text fields are clipped, and
+`truncated` says what was cut.
 Throttling, 5xx and network errors retry with exponential backoff and jitter; other errors fail at once.
 FIFO topics get the detector as message group and a deduplication id derived from detector and event id.
 """
@@ -23,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.detectors.spec import SEVERITY_NAMES
+from kvs_sentinel.reveal import reveal, reveal_in_json
 from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock, SinkContext, SinkCounts, register_sink
 
 log = structlog.get_logger("kvs_sentinel.sinks.sns")
@@ -69,49 +74,57 @@ class SnsConfig(BaseModel):
 
 def sns_subject(alert: Alert) -> str:
     """`[HIGH] Title`: printable ASCII only, one line, under 100 characters (SNS's rules)."""
-    subject = " ".join(_SUBJECT_UNSAFE.sub(" ", f"[{alert.severity.upper()}] {alert.title}").split())
+    subject = reveal(f"[{alert.severity.upper()}] {alert.title}")
+    subject = " ".join(_SUBJECT_UNSAFE.sub(" ", subject).split())
     if len(subject) > SUBJECT_LIMIT:
         subject = subject[: SUBJECT_LIMIT - 3].rstrip() + "..."
     return subject or "kvs-sentinel alert"
 
 
 def message_attributes(alert: Alert) -> dict[str, dict[str, str]]:
+    def string(value: str | None) -> dict[str, str] | None:
+        return {"DataType": "String", "StringValue": reveal(value)} if value else None
+
     attributes = {
-        "severity": {"DataType": "String", "StringValue": alert.severity},
+        "severity": string(alert.severity),
         "severity_rank": {"DataType": "Number", "StringValue": str(int(SEVERITY_NAMES[alert.severity]))}
         if alert.severity in SEVERITY_NAMES
         else None,
-        "detector": {"DataType": "String", "StringValue": alert.detector},
-        "account": {"DataType": "String", "StringValue": alert.account} if alert.account else None,
-        "region": {"DataType": "String", "StringValue": alert.region} if alert.region else None,
-        "practice": {"DataType": "String", "StringValue": alert.practice} if alert.practice else None,
-        "tags": {"DataType": "String.Array", "StringValue": msgspec.json.encode(list(alert.tags)).decode()}
+        "detector": string(alert.detector),
+        "account": string(alert.account),
+        "region": string(alert.region),
+        "practice": string(alert.practice),
+        "tags": {"DataType": "String.Array", "StringValue": _json(list(alert.tags)).decode()}
         if alert.tags
         else None,
     }
     return {name: value for name, value in attributes.items() if value is not None}
 
 
+def _json(value: Any) -> bytes:
+    return reveal_in_json(msgspec.json.encode(value))
+
+
 def sns_message(alert: Alert, limit: int = MAX_MESSAGE_BYTES - _MARGIN) -> str:
     """The alert as JSON, cut to fit `limit` bytes; `truncated` lists what was cut."""
-    encoded = msgspec.json.encode(alert)
+    encoded = _json(alert)
     if len(encoded) <= limit:
         return encoded.decode()
     data: dict[str, Any] = msgspec.to_builtins(alert)
     data["details"] = {}
     data["truncated"] = ["details"]
     for name in _CLIPPED_FIELDS:
-        if len(msgspec.json.encode(data)) <= limit:
+        if len(_json(data)) <= limit:
             break
         value = data.get(name)
         if isinstance(value, str) and len(value) > _CLIP_TO:
             data[name] = value[: _CLIP_TO - 1] + "…"
             data["truncated"].append(name)
-    encoded = msgspec.json.encode(data)
+    encoded = _json(data)
     if len(encoded) > limit:  # only a pathological title or tag list gets here
         data = {k: data[k] for k in ("detector", "severity", "event_id", "account", "region")}
         data["truncated"] = ["everything else"]
-        encoded = msgspec.json.encode(data)
+        encoded = _json(data)
     return encoded.decode()
 
 

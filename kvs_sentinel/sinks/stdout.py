@@ -1,4 +1,9 @@
-"""JSON Lines to standard output or a file: the default sink of `replay`."""
+"""JSON Lines to standard output or a file: the default sink of `replay`.
+
+JSON carries no formatting, links or mentions, so the one risk is a hidden or bidi character reordering
+the line in a terminal or viewer: those are written as `\\uXXXX` escapes (see reveal), which a parser
+reads back as the exact value.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from kvs_sentinel.alerts import ALERT_ENCODER, Alert
 from kvs_sentinel.errors import DeliveryError
+from kvs_sentinel.reveal import reveal_in_json
 from kvs_sentinel.sinks.base import SinkContext, register_sink
 
 
@@ -41,7 +47,7 @@ class JsonLinesSink:
         return cls(config.path, name=name)
 
     async def send(self, alert: Alert) -> None:
-        self._buffer += ALERT_ENCODER.encode(alert)
+        self._buffer += reveal_in_json(ALERT_ENCODER.encode(alert))
         self._buffer += b"\n"
         if len(self._buffer) >= 1 << 16:
             self._flush()
