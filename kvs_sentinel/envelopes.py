@@ -25,6 +25,7 @@ from kvs_sentinel.events import (
     Doc,
     Event,
     Location,
+    decode_again,
     decode_tolerant,
 )
 
@@ -217,8 +218,13 @@ def record_element(doc: Doc | None, form: str, location: Location, position: int
 
 def as_doc(raw: msgspec.Raw) -> Doc | None:
     try:
-        parsed = decode_tolerant(DOC_DECODER, raw)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        parsed = DOC_DECODER.decode(raw)  # inline, not through decode_tolerant: once per record
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        try:
+            parsed = decode_again(DOC_DECODER, raw, exc)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+    except RecursionError:
         return None
     return parsed if type(parsed) is Doc else None
 

@@ -147,11 +147,16 @@ def decode_tolerant(decoder: msgspec.json.Decoder[T], data: bytes | str) -> T:
     try:
         return decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        original = exc
+        return decode_again(decoder, data, exc)
+
+
+def decode_again(decoder: msgspec.json.Decoder[T], data: bytes | str, error: Exception) -> T:
+    """The second half of `decode_tolerant`, for hot paths that made the first attempt inline: raises
+    `error` if the document does not decode either way."""
     try:
         return decoder.decode(msgspec.json.encode(loads_tolerant(data)))
     except (ValueError, RecursionError, msgspec.ValidationError, msgspec.DecodeError):
-        raise original from None
+        raise error from None
 
 
 def loads_tolerant(data: bytes | str) -> Any:

@@ -193,13 +193,15 @@ def test_an_overlong_line_is_malformed_and_the_lines_after_it_are_read(
 
 
 # ---------------------------------------------------------------- 6: floods of blank lines, budgets
-@pytest.mark.parametrize("blank", [b"\n", b" \t\r\n"])
+@pytest.mark.parametrize("blank", [b"\n", b"\n" * 40 + b" \t\r\n"])
 @pytest.mark.parametrize("whole_file_limit", [files.WHOLE_FILE_LIMIT, 4096])
 def test_a_flood_of_blank_lines_is_skipped_whole_and_numbering_holds(
     blank: bytes, whole_file_limit: int, processor: Processor
 ) -> None:
     good = json.dumps(producer_get_media()).encode() + b"\n"
-    data = good + blank * 100_000 + good
+    flood = blank * (100_000 // blank.count(b"\n"))
+    data = good + flood + good
+    after_flood = flood.count(b"\n") + 2
     items = list(split_documents(io.BytesIO(data), Location("f.jsonl"), whole_file_limit=whole_file_limit))
     lines_held = sum(len(item.data) for item in items if type(item) is Document)
     assert lines_held < 100  # the flood never became line objects
@@ -207,7 +209,7 @@ def test_a_flood_of_blank_lines_is_skipped_whole_and_numbering_holds(
     assert malformed == 0
     assert sorted({a.location for a in alerts if a.detector == GET_MEDIA_DETECTOR}) == [
         "f.jsonl:1",
-        "f.jsonl:100002",
+        f"f.jsonl:{after_flood}",
     ]
 
 
