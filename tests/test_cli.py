@@ -136,6 +136,76 @@ def test_test_command_passes_good_examples_and_fails_wrong_ones(config: Path, tm
     assert "4 passed, 4 failed" in result.stdout
 
 
+def test_summary_json_into_missing_folder_is_a_one_line_error(config: Path, inputs: Path) -> None:
+    result = run_cli("replay", "--config", str(config), "--summary-json", "/nonexistent/s.json", str(inputs))
+    assert result.returncode == 2
+    assert result.stdout == ""  # checked before the replay: no alerts written, then a failure
+    assert result.stderr.strip().splitlines() == [
+        "kvs-sentinel: --summary-json /nonexistent/s.json: folder /nonexistent does not exist; "
+        "create it or choose another path"
+    ]
+
+
+def test_summary_json_naming_a_folder_is_a_one_line_error(config: Path, inputs: Path, tmp_path: Path) -> None:
+    result = run_cli("replay", "--config", str(config), "--summary-json", str(tmp_path), str(inputs))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert f"--summary-json {tmp_path}: is a folder" in lines[0]
+
+
+def test_output_into_missing_folder_exits_2_before_reading_input(config: Path, inputs: Path) -> None:
+    result = run_cli("replay", "--config", str(config), "-o", "/nonexistent/alerts.jsonl", str(inputs))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "kvs-sentinel: --output /nonexistent/alerts.jsonl: folder /nonexistent does not exist; "
+        "create it or choose another path"
+    ]
+
+
+def test_log_options_work_after_the_subcommand(config: Path, inputs: Path) -> None:
+    quiet = run_cli("replay", "--config", str(config), "--log-level", "error", str(inputs))
+    assert quiet.returncode == 0, quiet.stderr
+    assert "input_malformed" not in quiet.stderr
+    console = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kvs_sentinel",
+            "replay",
+            *("--config", str(config), str(inputs)),
+            "--log-format",
+            "console",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    malformed = [line for line in console.stderr.splitlines() if "input_malformed" in line]
+    assert malformed, console.stderr
+    assert not malformed[0].startswith("{")  # console, not the JSON a pipe would get by default
+
+
+def test_plain_replay_summary_has_no_json_log_lines(config: Path, inputs: Path) -> None:
+    result = run_cli("replay", "--config", str(config), str(inputs))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    summary = lines[next(i for i, line in enumerate(lines) if line.startswith("files read:")) :]
+    assert len(summary) >= 4
+    assert not [line for line in summary if line.startswith("{")]
+    assert "delivery_finished" not in result.stderr
+
+
+@pytest.mark.parametrize("port", ["0", "99999", "http"])
+def test_health_port_outside_1_to_65535_is_a_usage_error(port: str) -> None:
+    result = run_cli("health", "--port", port, "--timeout", "0.1")
+    assert result.returncode == 2
+    assert f"argument --port: {port!r} is not a port: give a number from 1 to 65535" in result.stderr
+
+
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kvs_sentinel", "--log-format", "json", *args],
