@@ -12,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kvs_sentinel.detectors.compiler import Detector, DetectorCompiler, count_conditions
@@ -24,6 +23,7 @@ from kvs_sentinel.run_config import ServiceConfig, SourceSpec, check_sources
 from kvs_sentinel.sinks.base import SinkSpec
 from kvs_sentinel.sinks.registry import SinkSetting, secret_fields, validate_sink
 from kvs_sentinel.sources.sqs_client import SqsSourceConfig
+from kvs_sentinel.yaml_files import read_yaml
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BUILTIN_PREFIX = "builtin:"
@@ -79,20 +79,6 @@ def shipped_config_dir() -> Path:
 
 def default_config_path() -> Path:
     return shipped_config_dir() / "sentinel.yaml"
-
-
-def read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
 
 
 def substitute_env(value: Any, where: str) -> Any:

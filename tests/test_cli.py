@@ -206,6 +206,30 @@ def test_health_port_outside_1_to_65535_is_a_usage_error(port: str) -> None:
     assert f"argument --port: {port!r} is not a port: give a number from 1 to 65535" in result.stderr
 
 
+def test_impossible_date_in_a_suppression_is_a_one_line_error(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.write_text(
+        "packs: [pack.yaml]\nsuppressions:\n  - match: {detector: test-get-media}\n"
+        "    reason: a test\n    expires: 2027-13-45\n"
+    )
+    assert main(["validate", "--config", str(config)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"kvs-sentinel: invalid configuration: {config}:5:14: invalid YAML: '2027-13-45' is not a date "
+        "(month must be in 1..12); write dates as YYYY-MM-DD"
+    ]
+
+
+def test_config_that_is_not_utf8_is_a_one_line_error(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.write_bytes("packs: [pack.yaml]\n# caf\u00e9\n".encode("latin-1"))
+    assert main(["validate", "--config", str(config)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"kvs-sentinel: invalid configuration: {config}:2:6: not UTF-8 (byte 0xe9); save the file as UTF-8"
+    ]
+
+
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kvs_sentinel", "--log-format", "json", *args],
