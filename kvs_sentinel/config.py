@@ -120,11 +120,26 @@ def validation_problems(exc: ValidationError, data: Any) -> str:
     return "; ".join(lines)
 
 
-def _pack_path(reference: str, base: Path) -> Path:
+def builtin_packs() -> list[str]:
+    return sorted(BUILTIN_PREFIX + path.stem for path in (shipped_config_dir() / "packs").glob("*.yaml"))
+
+
+def _pack_path(reference: str, base: Path, where: str) -> Path:
+    """`builtin:NAME` is a pack shipped with kvs-sentinel; any other path is relative to the config file."""
     if reference.startswith(BUILTIN_PREFIX):
-        return shipped_config_dir() / "packs" / f"{reference[len(BUILTIN_PREFIX) :]}.yaml"
+        path = shipped_config_dir() / "packs" / f"{reference[len(BUILTIN_PREFIX) :]}.yaml"
+        if not path.is_file():
+            known = ", ".join(builtin_packs()) or "none"
+            raise ConfigError(f"{where}: no built-in pack {reference!r}; built-in packs: {known}")
+        return path
     path = Path(reference)
-    return path if path.is_absolute() else base / path
+    path = path if path.is_absolute() else base / path
+    if not path.exists():
+        raise ConfigError(
+            f"{where}: {path}: no such file (a relative path is relative to the configuration file's "
+            f"folder; the shipped packs are {', '.join(builtin_packs())})"
+        )
+    return path
 
 
 def load_pack(path: Path) -> PackSpec:
@@ -157,7 +172,9 @@ def load_config(path: Path | None = None) -> LoadedConfig:
 
 def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
     base = config_path.parent
-    pack_paths = tuple(_pack_path(reference, base) for reference in config.packs)
+    pack_paths = tuple(
+        _pack_path(reference, base, f"{config_path}: packs[{i}]") for i, reference in enumerate(config.packs)
+    )
     packs = [(pack_path, load_pack(pack_path)) for pack_path in pack_paths]
 
     lists: dict[str, list[Any]] = {}

@@ -230,6 +230,36 @@ def test_config_that_is_not_utf8_is_a_one_line_error(
     ]
 
 
+def test_shipped_example_config_works_when_copied_anywhere(tmp_path: Path) -> None:
+    copy = tmp_path / "elsewhere" / "my.yaml"
+    copy.parent.mkdir()
+    copy.write_text((Path(__file__).parent.parent / "config" / "sentinel.yaml").read_text())
+    result = run_cli("validate", "--config", str(copy))
+    assert result.returncode == 0, result.stderr
+    assert "14 detectors from 1 pack(s)" in result.stdout
+
+
+def test_unknown_builtin_pack_lists_the_builtin_packs(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.write_text("packs: [builtin:nope]\n")
+    assert main(["validate", "--config", str(config)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"kvs-sentinel: invalid configuration: {config}: packs[0]: no built-in pack 'builtin:nope'; "
+        "built-in packs: builtin:kvs"
+    ]
+
+
+def test_missing_relative_pack_names_the_config_key_and_where_it_looked(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.write_text("packs: [pack.yaml, packs/kvs.yaml]\n")
+    assert main(["validate", "--config", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert f"{config}: packs[1]: {config.parent / 'packs/kvs.yaml'}: no such file" in error
+    assert "the shipped packs are builtin:kvs" in error
+
+
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kvs_sentinel", "--log-format", "json", *args],
