@@ -178,16 +178,19 @@ def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
     packs = [(pack_path, load_pack(pack_path)) for pack_path in pack_paths]
 
     lists: dict[str, list[Any]] = {}
+    list_origins: dict[str, Path] = {}
     for pack_path, pack in packs:
         for name, values in pack.lists.items():
             if name in lists and lists[name] != values:
                 raise ConfigError(f"{pack_path}: lists.{name}: already defined differently by another pack")
             lists[name] = list(values)
+            list_origins.setdefault(name, pack_path)
     for name, values in config.lists.items():
         if name not in lists and not config.detectors:
             known = ", ".join(sorted(lists)) or "none"
             raise ConfigError(f"{config_path}: lists.{name}: no pack uses this list (known lists: {known})")
         lists[name] = list(values)
+        list_origins[name] = config_path
 
     detectors: list[Detector] = []
     seen: dict[str, Path] = {}
@@ -200,7 +203,7 @@ def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
                 count_conditions(rule.when, counts)
     repeated = frozenset(key for key, count in counts.items() if count > 1)
     for origin, specs in sources:
-        compiler = DetectorCompiler(lists, origin, repeated)
+        compiler = DetectorCompiler(lists, origin, repeated, list_origins)
         for position, spec in enumerate(specs):
             if spec.id in seen:
                 raise ConfigError(

@@ -260,6 +260,23 @@ def test_missing_relative_pack_names_the_config_key_and_where_it_looked(
     assert "the shipped packs are builtin:kvs" in error
 
 
+def test_every_bad_cidr_in_a_users_list_is_reported_against_the_users_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "my.yaml"
+    config.write_text(
+        "packs: [builtin:kvs]\nlists:\n  trusted_networks: [10.0.0.0/8, 300.1.1.1/8, 192.168.0.0/16, bogus]\n"
+    )
+    assert main(["validate", "--config", str(config)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        f"kvs-sentinel: invalid configuration: {config}: "
+        "lists.trusted_networks[1]: cidr: '300.1.1.1/8' is not an IPv4 or IPv6 network; "
+        "lists.trusted_networks[3]: cidr: 'bogus' is not an IPv4 or IPv6 network (used by kvs.yaml: "
+    )
+
+
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kvs_sentinel", "--log-format", "json", *args],
