@@ -277,6 +277,17 @@ def test_every_bad_cidr_in_a_users_list_is_reported_against_the_users_file(
     )
 
 
+def test_bad_regex_is_one_line_without_re2_log_noise(tmp_path: Path) -> None:
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(PACK.replace("eventName: $watched_names", "eventName: {regex: 'Get(Media'}"))
+    result = run_cli("test", str(pack))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"kvs-sentinel: invalid configuration: {pack}: detectors[0] (test-get-media).match.eventName.regex: "
+        "invalid regular expression 'Get(Media': missing ): Get(Media"
+    ]
+
+
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kvs_sentinel", "--log-format", "json", *args],
