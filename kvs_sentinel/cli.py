@@ -149,7 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 SentinelConfig(packs=[str(p.resolve()) for p in args.packs]), Path.cwd() / "-"
             )
         else:
-            loaded = load_config(args.config)
+            # only run and replay --deliver send, only run consumes: the others check a production
+            # configuration without its secrets (a CI job has no Slack webhook)
+            delivers = args.command == "run" or (args.command == "replay" and args.deliver)
+            loaded = load_config(args.config, deliver=delivers, consume=args.command == "run")
     except ConfigError as exc:
         print(f"kvs-sentinel: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -184,6 +187,9 @@ def _validate(loaded: LoadedConfig) -> int:
     for name, values in sorted(loaded.lists.items()):
         if not values:
             print(f"  note: list ${name} is empty")
+    for unset in loaded.unset_env:
+        needs = "run and replay --deliver need it" if unset.startswith("sinks") else "run needs it"
+        print(f"  note: {unset} is not set; {needs} (the field is checked then)")
     if loaded.sources:
         queues = ", ".join(source.queue_url.rsplit("/", 1)[-1] for source in loaded.sources)
         service = loaded.config.service

@@ -288,6 +288,51 @@ def test_bad_regex_is_one_line_without_re2_log_noise(tmp_path: Path) -> None:
     ]
 
 
+PRODUCTION = """
+packs: [pack.yaml]
+sinks:
+  team: {type: slack, webhook_url: "${KVS_SENTINEL_TEST_UNSET_WEBHOOK}"}
+sources:
+  - {type: sqs, queue_url: "${KVS_SENTINEL_TEST_UNSET_QUEUE}"}
+"""
+
+
+def test_replay_test_and_validate_run_without_the_sinks_secrets(config: Path, inputs: Path) -> None:
+    config.write_text(PRODUCTION)
+    replay = run_cli("replay", "--config", str(config), str(inputs))
+    assert replay.returncode == 0, replay.stderr
+    assert len(replay.stdout.splitlines()) == 3
+    assert run_cli("test", "--config", str(config)).returncode == 0
+    validate = run_cli("validate", "--config", str(config))
+    assert validate.returncode == 0, validate.stderr
+    assert (
+        "note: sinks.team.webhook_url: KVS_SENTINEL_TEST_UNSET_WEBHOOK is not set; "
+        "run and replay --deliver need it" in validate.stdout
+    )
+    assert "note: sources[0].queue_url: KVS_SENTINEL_TEST_UNSET_QUEUE is not set; run needs it" in (
+        validate.stdout
+    )
+
+
+def test_replay_deliver_and_run_still_need_the_sinks_secrets(config: Path, inputs: Path) -> None:
+    config.write_text(PRODUCTION)
+    for command in (["replay", "--deliver", str(inputs)], ["run"]):
+        result = run_cli(*command, "--config", str(config))
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"kvs-sentinel: invalid configuration: {config}: sinks.team.webhook_url: "
+            "environment variable KVS_SENTINEL_TEST_UNSET_WEBHOOK is not set"
+        ]
+
+
+def test_deferred_secret_does_not_hide_the_sinks_other_errors(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.write_text(PRODUCTION.replace('"}', '", max_attempts: 0}', 1))
+    assert main(["validate", "--config", str(config)]) == 2
+    assert "sinks.team.max_attempts: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kvs_sentinel", "--log-format", "json", *args],
