@@ -333,6 +333,19 @@ def test_deferred_secret_does_not_hide_the_sinks_other_errors(
     assert "sinks.team.max_attempts: Input should be greater than or equal to 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("port", ["99999", "0"])
+def test_webhook_url_port_outside_1_to_65535_is_a_config_error(
+    config: Path, port: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.write_text(PRODUCTION)
+    monkeypatch.setenv("KVS_SENTINEL_TEST_UNSET_WEBHOOK", f"https://hooks.slack.com:{port}/services/T/B/x")
+    assert main(["validate", "--config", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert "sinks.team.webhook_url: Value error," in error
+    assert "port is not 1-65535" in error
+    assert "hooks.slack.com" not in error  # the URL is a secret: never echoed
+
+
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kvs_sentinel", "--log-format", "json", *args],
