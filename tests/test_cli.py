@@ -81,7 +81,8 @@ def test_replay_writes_one_alert_per_match_and_reports_the_broken_line(
         alerts[0]["summary"] == "arn:aws:sts::111122223333:assumed-role/viewer/s read media from front-door"
     )
     counts = json.loads(summary.read_text())
-    assert counts["files_read"] == 2  # notes.md is left out of a directory walk
+    assert counts["files_read"] == 2  # notes.md is left out of a directory walk, and said so
+    assert counts["files_skipped"] == {"not CloudTrail by name": 1}
     assert counts["events"] == 4
     assert counts["events_by_form"] == {"record": 2, "records": 2}
     assert counts["malformed"] == 1
@@ -344,6 +345,21 @@ def test_webhook_url_port_outside_1_to_65535_is_a_config_error(
     assert "sinks.team.webhook_url: Value error," in error
     assert "port is not 1-65535" in error
     assert "hooks.slack.com" not in error  # the URL is a secret: never echoed
+
+
+def test_directory_replay_names_the_files_it_skips_in_the_summary(config: Path, inputs: Path) -> None:
+    for name in ["pack.yml", "notes.txt", "a.md", "b.md", "c.md", "d.md"]:
+        (inputs / "docs" / name).parent.mkdir(exist_ok=True)
+        (inputs / "docs" / name).write_text("x")
+    (inputs / ".cache").mkdir()
+    (inputs / ".cache" / "x.json").write_text("{}")
+    result = run_cli("replay", "--config", str(config), str(inputs))
+    assert result.returncode == 0, result.stderr
+    docs = inputs / "docs"
+    assert (
+        f"files skipped: 8 (hidden: {inputs / '.cache'}/; not CloudTrail by name: {docs / 'a.md'}, "
+        f"{docs / 'b.md'}, {docs / 'c.md'}, {docs / 'd.md'}, {docs / 'notes.txt'} and 2 more)"
+    ) in result.stderr.splitlines()
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
