@@ -145,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
     try:
         if args.command == "test" and args.packs:
+            for pack in args.packs:
+                if not pack.is_file():
+                    raise ConfigError(f"{pack}: no such pack file")
             loaded = compile_config(
                 SentinelConfig(packs=[str(p.resolve()) for p in args.packs]), Path.cwd() / "-"
             )

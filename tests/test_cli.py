@@ -362,6 +362,13 @@ def test_directory_replay_names_the_files_it_skips_in_the_summary(config: Path, 
     ) in result.stderr.splitlines()
 
 
+def test_test_with_a_missing_pack_file_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["test", str(tmp_path / "nothere.yaml")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"kvs-sentinel: invalid configuration: {tmp_path / 'nothere.yaml'}: no such pack file"
+    ]
+
+
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kvs_sentinel", "--log-format", "json", *args],
