@@ -163,7 +163,7 @@ def test_corrupt_gzip_is_malformed_not_a_crash(tmp_path: Path):
 
 def test_directory_is_expanded_recursively_in_sorted_order_and_reports_what_it_leaves_out(tmp_path: Path):
     for name in ["b.json", "a.json.gz", "sub/c.jsonl", "sub/deeper/d", ".hidden.json", ".git/config.json",
-                 "README.md", "pack.yaml", "notes.TXT", "sub/x.yml"]:  # fmt: skip
+                 "README.md", "pack.yaml", "notes.TXT", "sub/x.yml", "run.sh"]:  # fmt: skip
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         write(tmp_path, name, "{}")
     skipped: list[tuple[str, str]] = []
@@ -178,6 +178,7 @@ def test_directory_is_expanded_recursively_in_sorted_order_and_reports_what_it_l
         ("not CloudTrail by name", "README.md"),
         ("not CloudTrail by name", "notes.TXT"),
         ("not CloudTrail by name", "pack.yaml"),
+        ("not CloudTrail by name", "run.sh"),
         ("not CloudTrail by name", "sub/x.yml"),
     ]
 

@@ -43,7 +43,22 @@ _BLANK_CHARS = re.compile(rb"[ \t\r\n]*")
 MIN_BLANK_RUN = 32  # shorter runs stay lines: cheap, and cutting there would cost more than it saves
 # Named in a directory, these are not CloudTrail; named on the command line, any file is read.
 NOT_EVENT_SUFFIXES = frozenset(
-    {".md", ".txt", ".tsv", ".csv", ".yaml", ".yml", ".zip", ".py", ".html", ".xml", ".pdf", ".png", ".jpg"}
+    {
+        ".md",
+        ".txt",
+        ".tsv",
+        ".csv",
+        ".yaml",
+        ".yml",
+        ".zip",
+        ".py",
+        ".sh",
+        ".html",
+        ".xml",
+        ".pdf",
+        ".png",
+        ".jpg",
+    }
 )
 
 FileItem = Document | Malformed | Skipped
