@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 from tqdm import tqdm
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"1-65535 (default: {DEFAULT_PORT})")
     health.add_argument("--path", default="/healthz", choices=["/healthz", "/readyz"])
-    health.add_argument("--url", help="the whole URL instead (http://host:port/healthz)")
+    health.add_argument("--url", type=_health_url, help="the whole URL instead (http://host:port/healthz)")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default: 3)")
     return parser
 
@@ -125,6 +126,20 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
     return port
+
+
+def _health_url(text: str) -> str:
+    """http(s)://host[:port]/path; urllib would quietly wrap a port past 65535 onto another one."""
+    try:
+        parts = urlsplit(text)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number, or out of range
+        usable = False
+    if not usable:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http(s)://host[:port]/path URL with a port from 1 to 65535"
+        )
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -369,6 +369,13 @@ def test_test_with_a_missing_pack_file_names_it(tmp_path: Path, capsys: pytest.C
     ]
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/healthz", "http://127.0.0.1:0/healthz", "nonsense"])
+def test_health_url_with_a_port_outside_1_to_65535_is_a_usage_error(url: str) -> None:
+    result = run_cli("health", "--url", url, "--timeout", "0.1")
+    assert result.returncode == 2
+    assert f"argument --url: {url!r} is not an http(s)://host[:port]/path URL" in result.stderr
+
+
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kvs_sentinel", "--log-format", "json", *args],
