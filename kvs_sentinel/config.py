@@ -160,7 +160,8 @@ def load_config(path: Path | None = None, *, deliver: bool = True, consume: bool
     except ValidationError as exc:
         raise ConfigError(f"{config_path}: {validation_problems(exc, data)}") from None
     loaded = compile_config(config, config_path)
-    return replace(loaded, unset_env=tuple(unset))
+    prefix = f"{config_path}: "
+    return replace(loaded, unset_env=tuple(where.removeprefix(prefix) for where in unset))
 
 
 def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:

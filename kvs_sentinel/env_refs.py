@@ -33,7 +33,7 @@ def substitute_env(value: Any, where: str, unset: list[str] | None = None) -> An
                 return os.environ[name]
             if unset is None:
                 raise ConfigError(f"{where}: environment variable {name} is not set")
-            unset.append(f"{where.split(': ', 1)[-1]}: {name}")
+            unset.append(f"{where}: {name}")
             return match.group(0)
 
         return ENV_REFERENCE.sub(lookup, value)
