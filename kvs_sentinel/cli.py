@@ -1,7 +1,8 @@
 """Command line: parse args → load config → configure logging → run.
 
 Exit codes: 0 the run completed; 1 detector examples failed or alerts could not be delivered;
-2 invalid configuration, or no input could be read at all.
+2 invalid configuration or arguments (output paths are checked before any work), or no input could be
+read at all.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 from tqdm import tqdm
@@ -20,9 +22,10 @@ from kvs_sentinel import __version__
 from kvs_sentinel.config import LoadedConfig, SentinelConfig, compile_config, load_config
 from kvs_sentinel.detectors.examples import run_examples
 from kvs_sentinel.engine import Engine, Processor
-from kvs_sentinel.errors import ConfigError, DeliveryError
+from kvs_sentinel.errors import ConfigError, DeliveryError, UsageError
 from kvs_sentinel.flood import Suppressions
 from kvs_sentinel.logs import configure_logging
+from kvs_sentinel.output_paths import check_writable
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.routing import Dispatcher, Router
 from kvs_sentinel.run_config import DEFAULT_PORT
@@ -58,13 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="CloudTrail detections for Kinesis Video Streams security best practices.",
     )
     parser.add_argument("--version", action="version", version=f"kvs-sentinel {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument(
-        "--log-format", choices=["json", "console"], help="default: json unless stderr is a terminal"
-    )
+    _logging_options(parser, default_level="info")
+    # the same options after the subcommand (`kvs-sentinel replay --log-level debug ...`); SUPPRESS keeps
+    # a subcommand that does not repeat them from resetting what was given before it
+    logging_options = argparse.ArgumentParser(add_help=False)
+    _logging_options(logging_options, default_level=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    replay = commands.add_parser("replay", help="run the detectors over local CloudTrail files")
+    def command(name: str, **kwargs: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[logging_options], **kwargs)  # type: ignore[arg-type]
+
+    replay = command("replay", help="run the detectors over local CloudTrail files")
     replay.add_argument(
         "paths", nargs="+", metavar="PATH", help="files, directories (recursive) or - for stdin"
     )
@@ -80,25 +87,59 @@ def build_parser() -> argparse.ArgumentParser:
         help="send alerts to the configured sinks (routes, suppressions, grouping) instead of JSON Lines",
     )
 
-    validate = commands.add_parser("validate", help="check a configuration and its detector packs")
+    validate = command("validate", help="check a configuration and its detector packs")
     _config_option(validate)
 
-    test = commands.add_parser("test", help="run the example events of every detector")
+    test = command("test", help="run the example events of every detector")
     test.add_argument("packs", nargs="*", type=Path, help="pack files to test instead of the config's packs")
     _config_option(test)
     test.add_argument("--verbose", "-v", action="store_true", help="list passing examples too")
 
-    run = commands.add_parser("run", help="consume CloudTrail from SQS until SIGTERM (the ECS service)")
+    run = command("run", help="consume CloudTrail from SQS until SIGTERM (the ECS service)")
     _config_option(run, "sentinel.yaml with sources and sinks sections")
 
-    health = commands.add_parser(
+    health = command(
         "health", help="exit 0 if a running sentinel answers /healthz (an ECS container health check)"
     )
-    health.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default: {DEFAULT_PORT}")
+    health.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"1-65535 (default: {DEFAULT_PORT})")
     health.add_argument("--path", default="/healthz", choices=["/healthz", "/readyz"])
-    health.add_argument("--url", help="the whole URL instead (http://host:port/healthz)")
+    health.add_argument("--url", type=_health_url, help="the whole URL instead (http://host:port/healthz)")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default: 3)")
     return parser
+
+
+def _logging_options(parser: argparse.ArgumentParser, default_level: str) -> None:
+    parser.add_argument("--log-level", default=default_level, choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        default=argparse.SUPPRESS if default_level == argparse.SUPPRESS else None,
+        help="default: json unless stderr is a terminal",
+    )
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
+    return port
+
+
+def _health_url(text: str) -> str:
+    """http(s)://host[:port]/path; urllib would quietly wrap a port past 65535 onto another one."""
+    try:
+        parts = urlsplit(text)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number, or out of range
+        usable = False
+    if not usable:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http(s)://host[:port]/path URL with a port from 1 to 65535"
+        )
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,13 +152,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_health(url, args.timeout, report=lambda line: print(line, file=sys.stderr))
     if args.command == "run":
         exit_cleanly_on_stop_signals()  # ECS may stop a task that is still loading its configuration
+    if args.command == "replay":
+        try:
+            _check_outputs(args)
+        except UsageError as exc:
+            print(f"kvs-sentinel: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         if args.command == "test" and args.packs:
+            for pack in args.packs:
+                if not pack.is_file():
+                    raise ConfigError(f"{pack}: no such pack file")
             loaded = compile_config(
                 SentinelConfig(packs=[str(p.resolve()) for p in args.packs]), Path.cwd() / "-"
             )
         else:
-            loaded = load_config(args.config)
+            # only run and replay --deliver send, only run consumes: the others check a production
+            # configuration without its secrets (a CI job has no Slack webhook)
+            delivers = args.command == "run" or (args.command == "replay" and args.deliver)
+            loaded = load_config(args.config, deliver=delivers, consume=args.command == "run")
     except ConfigError as exc:
         print(f"kvs-sentinel: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -152,6 +205,9 @@ def _validate(loaded: LoadedConfig) -> int:
     for name, values in sorted(loaded.lists.items()):
         if not values:
             print(f"  note: list ${name} is empty")
+    for unset in loaded.unset_env:
+        needs = "run and replay --deliver need it" if unset.startswith("sinks") else "run needs it"
+        print(f"  note: {unset} is not set; {needs} (the field is checked then)")
     if loaded.sources:
         queues = ", ".join(source.queue_url.rsplit("/", 1)[-1] for source in loaded.sources)
         service = loaded.config.service
@@ -197,6 +253,14 @@ def _test(loaded: LoadedConfig, *, verbose: bool) -> int:
     return EXIT_FAILED if failed or untested else EXIT_OK
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """-o and --summary-json before the replay: a bad path is known now, not after the work is done."""
+    if args.output and args.output != "-":
+        check_writable(Path(args.output), "--output")
+    if args.summary_json:
+        check_writable(args.summary_json, "--summary-json")
+
+
 async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     stats = RunStats()
     show_progress = sys.stderr.isatty() and not args.no_progress
@@ -228,7 +292,11 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         print(f"batches failed: {counts.messages_failed} (see the errors above)", file=sys.stderr)
     if args.summary_json:
         summary = stats.as_dict() | {"messages_failed": counts.messages_failed}
-        args.summary_json.write_bytes(msgspec.json.encode(summary))
+        try:
+            args.summary_json.write_bytes(msgspec.json.encode(summary))
+        except OSError as exc:  # checked before the replay, so only a change since then gets here
+            print(f"kvs-sentinel: --summary-json {args.summary_json}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_FAILED
     if stats.files_read == 0:
         print("kvs-sentinel: no input could be read", file=sys.stderr)
         return EXIT_USAGE

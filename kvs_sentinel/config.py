@@ -3,29 +3,27 @@ consumes (run_config.py). Errors name file and path."""
 
 from __future__ import annotations
 
-import os
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kvs_sentinel.detectors.compiler import Detector, DetectorCompiler, count_conditions
 from kvs_sentinel.detectors.spec import DetectorSpec, PackSpec
+from kvs_sentinel.env_refs import ENV_REFERENCE, substitute_env, validate_options
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.flood import GroupingSpec, SuppressionSpec
 from kvs_sentinel.routing import RouteSpec
 from kvs_sentinel.run_config import ServiceConfig, SourceSpec, check_sources
 from kvs_sentinel.sinks.base import SinkSpec
-from kvs_sentinel.sinks.registry import SinkSetting, secret_fields, validate_sink
+from kvs_sentinel.sinks.registry import SinkSetting, secret_fields, sink_type
 from kvs_sentinel.sources.sqs_client import SqsSourceConfig
+from kvs_sentinel.yaml_files import read_yaml
 
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BUILTIN_PREFIX = "builtin:"
 
 
@@ -67,6 +65,8 @@ class LoadedConfig:
     packs: tuple[Path, ...]
     delivery: DeliverySettings = DeliverySettings()
     sources: tuple[SqsSourceConfig, ...] = ()
+    # `sinks.NAME.FIELD: VAR` for each variable left unset because the command does not deliver
+    unset_env: tuple[str, ...] = ()
 
 
 def shipped_config_dir() -> Path:
@@ -79,39 +79,6 @@ def shipped_config_dir() -> Path:
 
 def default_config_path() -> Path:
     return shipped_config_dir() / "sentinel.yaml"
-
-
-def read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
-
-
-def substitute_env(value: Any, where: str) -> Any:
-    """Replace `${VAR}` in strings from the environment; a missing variable is an error, never ''."""
-    if isinstance(value, str):
-
-        def lookup(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigError(f"{where}: environment variable {name} is not set")
-            return os.environ[name]
-
-        return _ENV_REFERENCE.sub(lookup, value)
-    if isinstance(value, list):
-        return [substitute_env(element, f"{where}[{i}]") for i, element in enumerate(value)]
-    if isinstance(value, dict):
-        separator = ": " if ": " not in where else "."
-        return {key: substitute_env(element, f"{where}{separator}{key}") for key, element in value.items()}
-    return value
 
 
 def validation_problems(exc: ValidationError, data: Any) -> str:
@@ -134,11 +101,26 @@ def validation_problems(exc: ValidationError, data: Any) -> str:
     return "; ".join(lines)
 
 
-def _pack_path(reference: str, base: Path) -> Path:
+def builtin_packs() -> list[str]:
+    return sorted(BUILTIN_PREFIX + path.stem for path in (shipped_config_dir() / "packs").glob("*.yaml"))
+
+
+def _pack_path(reference: str, base: Path, where: str) -> Path:
+    """`builtin:NAME` is a pack shipped with kvs-sentinel; any other path is relative to the config file."""
     if reference.startswith(BUILTIN_PREFIX):
-        return shipped_config_dir() / "packs" / f"{reference[len(BUILTIN_PREFIX) :]}.yaml"
+        path = shipped_config_dir() / "packs" / f"{reference[len(BUILTIN_PREFIX) :]}.yaml"
+        if not path.is_file():
+            known = ", ".join(builtin_packs()) or "none"
+            raise ConfigError(f"{where}: no built-in pack {reference!r}; built-in packs: {known}")
+        return path
     path = Path(reference)
-    return path if path.is_absolute() else base / path
+    path = path if path.is_absolute() else base / path
+    if not path.exists():
+        raise ConfigError(
+            f"{where}: {path}: no such file (a relative path is relative to the configuration file's "
+            f"folder; the shipped packs are {', '.join(builtin_packs())})"
+        )
+    return path
 
 
 def load_pack(path: Path) -> PackSpec:
@@ -151,8 +133,13 @@ def load_pack(path: Path) -> PackSpec:
         raise ConfigError(f"{path}: {validation_problems(exc, data)}") from None
 
 
-def load_config(path: Path | None = None) -> LoadedConfig:
-    """Load and compile a configuration; raises ConfigError naming the file, detector and field."""
+def load_config(path: Path | None = None, *, deliver: bool = True, consume: bool = True) -> LoadedConfig:
+    """Load and compile a configuration; raises ConfigError naming the file, detector and field.
+
+    A command that does not deliver (replay, test, validate) passes `deliver=False`, one that does not
+    consume SQS `consume=False`: `${VAR}`s left unset under `sinks:` (or `sources:`) then stay unresolved
+    and are listed in `unset_env`, and those sinks (or sources) must not be built.
+    """
     config_path = path or default_config_path()
     data = read_yaml(config_path)
     if data is None:
@@ -162,29 +149,42 @@ def load_config(path: Path | None = None) -> LoadedConfig:
             f"{config_path}: the configuration is a mapping (packs, lists, detectors, disabled)"
         )
     _check_secrets_from_env(data, config_path)
+    unset: list[str] = []
+    deferred = {"sinks": not deliver, "sources": not consume}
+    substituted = {
+        key: substitute_env(value, f"{config_path}: {key}", unset if deferred.get(key) else None)
+        for key, value in data.items()
+    }
     try:
-        config = SentinelConfig.model_validate(substitute_env(data, str(config_path)))
+        config = SentinelConfig.model_validate(substituted)
     except ValidationError as exc:
         raise ConfigError(f"{config_path}: {validation_problems(exc, data)}") from None
-    return compile_config(config, config_path)
+    loaded = compile_config(config, config_path)
+    prefix = f"{config_path}: "
+    return replace(loaded, unset_env=tuple(where.removeprefix(prefix) for where in unset))
 
 
 def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
     base = config_path.parent
-    pack_paths = tuple(_pack_path(reference, base) for reference in config.packs)
+    pack_paths = tuple(
+        _pack_path(reference, base, f"{config_path}: packs[{i}]") for i, reference in enumerate(config.packs)
+    )
     packs = [(pack_path, load_pack(pack_path)) for pack_path in pack_paths]
 
     lists: dict[str, list[Any]] = {}
+    list_origins: dict[str, Path] = {}
     for pack_path, pack in packs:
         for name, values in pack.lists.items():
             if name in lists and lists[name] != values:
                 raise ConfigError(f"{pack_path}: lists.{name}: already defined differently by another pack")
             lists[name] = list(values)
+            list_origins.setdefault(name, pack_path)
     for name, values in config.lists.items():
         if name not in lists and not config.detectors:
             known = ", ".join(sorted(lists)) or "none"
             raise ConfigError(f"{config_path}: lists.{name}: no pack uses this list (known lists: {known})")
         lists[name] = list(values)
+        list_origins[name] = config_path
 
     detectors: list[Detector] = []
     seen: dict[str, Path] = {}
@@ -197,7 +197,7 @@ def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
                 count_conditions(rule.when, counts)
     repeated = frozenset(key for key, count in counts.items() if count > 1)
     for origin, specs in sources:
-        compiler = DetectorCompiler(lists, origin, repeated)
+        compiler = DetectorCompiler(lists, origin, repeated, list_origins)
         for position, spec in enumerate(specs):
             if spec.id in seen:
                 raise ConfigError(
@@ -225,7 +225,7 @@ def _check_secrets_from_env(data: Mapping[str, Any], path: Path) -> None:
             continue
         for secret in secret_fields(str(spec.get("type"))):
             value = spec.get(secret)
-            if value is not None and not (isinstance(value, str) and _ENV_REFERENCE.fullmatch(value.strip())):
+            if value is not None and not (isinstance(value, str) and ENV_REFERENCE.fullmatch(value.strip())):
                 raise ConfigError(
                     f"{path}: sinks.{name}.{secret}: this is a secret; write ${{VARIABLE}} here and set "
                     "the variable in the environment (the value itself must not be in the file)"
@@ -237,7 +237,8 @@ def check_delivery(config: SentinelConfig, detector_ids: frozenset[str], path: P
     sinks: dict[str, SinkSetting] = {}
     for name, spec in config.sinks.items():
         try:
-            sinks[name] = validate_sink(name, spec)
+            options = dict(spec.model_extra or {})
+            sinks[name] = SinkSetting(name, spec.type, validate_options(sink_type(spec.type).Config, options))
         except ValidationError as exc:
             options = spec.model_extra or {}
             raise ConfigError(f"{path}: sinks.{name}.{validation_problems(exc, options)}") from None

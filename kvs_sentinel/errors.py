@@ -9,6 +9,10 @@ class ConfigError(SentinelError):
     """The configuration or a detector pack is invalid. The message names the file and the field path."""
 
 
+class UsageError(SentinelError):
+    """A command-line argument cannot be used (an output path that cannot be written). Names the option."""
+
+
 class InputError(SentinelError):
     """An input (file, message, record) could not be read. The message names where it is."""
 

@@ -100,11 +100,16 @@ class Dispatcher:
         self.clock = clock
         self.counts = DeliveryCounts()
         self._retry_summaries: list[tuple[str, Alert, int]] = []
+        # `delivery_finished` is the closing line of run and replay --deliver; plain replay prints its
+        # own summary, and an INFO JSON line would land among it
+        self._totals_level = "info"
 
     @classmethod
     def broadcast(cls, sinks: Sequence[Sink]) -> Dispatcher:
         """Every alert to every sink, nothing grouped or suppressed (`replay` writing JSON Lines)."""
-        return cls({sink.name: sink for sink in sinks})
+        dispatcher = cls({sink.name: sink for sink in sinks})
+        dispatcher._totals_level = "debug"
+        return dispatcher
 
     async def deliver(self, alerts: Sequence[Alert]) -> None:
         """Deliver alerts; raises DeliveryError naming each sink that failed (after trying the others)."""
@@ -190,7 +195,7 @@ class Dispatcher:
             log.info("group_summary_delivered", sink=name, detector=alert.detector)
 
     def _log_totals(self) -> None:
-        log.info(
+        getattr(log, self._totals_level)(
             "delivery_finished",
             delivered=dict(self.counts.delivered),
             failed=dict(self.counts.failed),

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kvs_sentinel.dedupe import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW_SECONDS
+from kvs_sentinel.env_refs import validate_options
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.sources.s3 import MAX_OBJECT_BYTES, MAX_RECORDS, MAX_SECONDS, MAX_UNZIPPED_BYTES
 from kvs_sentinel.sources.sqs_client import SqsSourceConfig
@@ -87,7 +88,7 @@ def check_sources(specs: Sequence[SourceSpec], path: Path, problems: Any) -> tup
             raise ConfigError(f"{path}: sources[{i}].type: unknown source type {spec.type!r}; known: {known}")
         options = dict(spec.model_extra or {})
         try:
-            config = model.model_validate(options)
+            config = validate_options(model, options)
         except ValidationError as exc:
             raise ConfigError(f"{path}: sources[{i}].{problems(exc, options)}") from None
         assert isinstance(config, SqsSourceConfig)

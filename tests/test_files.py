@@ -161,13 +161,26 @@ def test_corrupt_gzip_is_malformed_not_a_crash(tmp_path: Path):
     assert result.malformed[0].where == str(path)
 
 
-def test_directory_is_expanded_recursively_in_sorted_order_without_hidden_or_documentation(tmp_path: Path):
+def test_directory_is_expanded_recursively_in_sorted_order_and_reports_what_it_leaves_out(tmp_path: Path):
     for name in ["b.json", "a.json.gz", "sub/c.jsonl", "sub/deeper/d", ".hidden.json", ".git/config.json",
-                 "README.md", "pack.yaml", "notes.TXT", "sub/x.yml"]:  # fmt: skip
+                 "README.md", "pack.yaml", "notes.TXT", "sub/x.yml", "run.sh"]:  # fmt: skip
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         write(tmp_path, name, "{}")
-    found = [Path(p).relative_to(tmp_path).as_posix() for p in expand_paths([str(tmp_path)])]
+    skipped: list[tuple[str, str]] = []
+    found = [
+        Path(p).relative_to(tmp_path).as_posix()
+        for p in expand_paths([str(tmp_path)], skipped=lambda reason, name: skipped.append((reason, name)))
+    ]
     assert found == ["a.json.gz", "b.json", "sub/c.jsonl", "sub/deeper/d"]
+    assert sorted((reason, name.removeprefix(str(tmp_path) + "/")) for reason, name in skipped) == [
+        ("hidden", ".git/"),
+        ("hidden", ".hidden.json"),
+        ("not CloudTrail by name", "README.md"),
+        ("not CloudTrail by name", "notes.TXT"),
+        ("not CloudTrail by name", "pack.yaml"),
+        ("not CloudTrail by name", "run.sh"),
+        ("not CloudTrail by name", "sub/x.yml"),
+    ]
 
 
 def test_files_named_explicitly_are_kept_whatever_their_suffix(tmp_path: Path):

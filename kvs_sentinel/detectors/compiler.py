@@ -156,10 +156,16 @@ class DetectorCompiler:
     """Compiles the detectors of one file against the named lists in force."""
 
     def __init__(
-        self, lists: Mapping[str, Sequence[Any]], origin: Path, repeated: Collection[str] = frozenset()
+        self,
+        lists: Mapping[str, Sequence[Any]],
+        origin: Path,
+        repeated: Collection[str] = frozenset(),
+        list_origins: Mapping[str, Path] | None = None,
     ) -> None:
         self.lists = lists
         self.origin = origin
+        # the file each list's values come from: a bad value is reported there, not in the detector
+        self.list_origins = list_origins or {}
         self.repeated = repeated  # condition keys used more than once in the config: evaluated once per event
         self._checks: list[CompiledCheck] = []
 
@@ -254,16 +260,33 @@ class DetectorCompiler:
         resolved = []
         for name, argument in operations:
             where = f"{here}.{name}" if isinstance(spec, dict) else here
+            value = self.resolve(argument, where)
             try:
-                value = self.resolve(argument, where)
                 tests.append(compile_operator(name, value))
             except ValueError as exc:
-                raise self.fail(where, str(exc)) from None
+                raise self._blame_lists(name, argument, where) or self.fail(where, str(exc)) from None
             resolved.append((name, value))
         head = path_text.split(".", 1)[0]
         cost = (LAZY_FIELD_COST if head in LAZY_FIELDS else 1.0) + path_text.count(".") * 0.25
         cost += sum(OPERATOR_COST.get(name, 1.0) for name, _ in operations)
         return FieldTest(path_text, tuple(tests), cost, None, tuple(resolved))
+
+    def _blame_lists(self, operator: str, argument: Any, where: str) -> ConfigError | None:
+        """When an operator fails on the values of named lists, every bad entry, named in its list's file."""
+        references = argument if isinstance(argument, list) else [argument]
+        names = [r[1:] for r in references if isinstance(r, str) and self._is_reference(r)]
+        problems: dict[Path, list[str]] = {}
+        for name in names:
+            for i, element in enumerate(self.lists.get(name, ())):
+                try:
+                    compile_operator(operator, [element])
+                except ValueError as exc:
+                    origin = self.list_origins.get(name, self.origin)
+                    problems.setdefault(origin, []).append(f"lists.{name}[{i}]: {exc}")
+        if not problems:
+            return None
+        origin, lines = next(iter(problems.items()))
+        return ConfigError(f"{origin}: {'; '.join(lines)} (used by {self.origin.name}: {where})")
 
     @staticmethod
     def _is_reference(text: str) -> bool:

@@ -176,11 +176,25 @@ def glob_to_regex(pattern: str) -> str:
     return head + "".join(f"(?>.*?{piece})" for piece in middle if piece) + ".*" + tail
 
 
+def _re2_options() -> Any:
+    options = re2.Options()
+    # RE2 would otherwise write its own C++ log lines (absl's "WARNING: All log messages before
+    # absl::InitializeLog()...", "E0000 ... re2.cc") to stderr for a bad pattern; the error we raise says it
+    options.log_errors = False
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
 def _regex_test(pattern: str, *, full: bool) -> Test:
     try:
-        compiled = re2.compile(pattern)
+        compiled = re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as exc:
-        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        problem = exc.args[0] if exc.args else "invalid"
+        if isinstance(problem, bytes):
+            problem = problem.decode("utf-8", "replace")
+        raise ValueError(f"invalid regular expression {pattern!r}: {problem}") from None
     method = compiled.fullmatch if full else compiled.search
     return remembered(lambda value: method(value) is not None)
 

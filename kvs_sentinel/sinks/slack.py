@@ -247,8 +247,11 @@ class SlackConfig(BaseModel):
         try:
             parts = urlsplit(url.get_secret_value())
             host = parts.hostname or ""
+            port = parts.port
         except ValueError:
-            raise ValueError("not a URL") from None
+            raise ValueError("not a URL, or its port is not 1-65535") from None
+        if port == 0:
+            raise ValueError("its port is not 1-65535")
         loopback = host in ("127.0.0.1", "::1", "localhost")
         if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
             raise ValueError("must be an https:// URL (http:// only to a loopback address, for tests)")

@@ -12,7 +12,7 @@ import io
 import re
 import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -46,7 +46,22 @@ MIN_BLANK_RUN = 32  # shorter runs stay lines: cheap, and cutting there would co
 _NEWLINE_FLOOD = b"\n" * MIN_BLANK_RUN
 # Named in a directory, these are not CloudTrail; named on the command line, any file is read.
 NOT_EVENT_SUFFIXES = frozenset(
-    {".md", ".txt", ".tsv", ".csv", ".yaml", ".yml", ".zip", ".py", ".html", ".xml", ".pdf", ".png", ".jpg"}
+    {
+        ".md",
+        ".txt",
+        ".tsv",
+        ".csv",
+        ".yaml",
+        ".yml",
+        ".zip",
+        ".py",
+        ".sh",
+        ".html",
+        ".xml",
+        ".pdf",
+        ".png",
+        ".jpg",
+    }
 )
 
 FileItem = Document | Malformed | Skipped
@@ -62,20 +77,34 @@ TOO_LONG = _TooLong()
 LinePiece = list[bytes] | int | _TooLong
 
 
-def expand_paths(paths: Iterable[str]) -> Iterator[str]:
-    """Files named, files under directories (sorted; hidden files and documentation left out), and `-`."""
+# why a file in a directory walk was not read: the summary counts them so nothing is left out silently
+SKIPPED_BY_NAME = "not CloudTrail by name"
+SKIPPED_HIDDEN = "hidden"
+
+
+def expand_paths(paths: Iterable[str], skipped: Callable[[str, str], None] | None = None) -> Iterator[str]:
+    """Files named, files under directories (sorted; hidden files and documentation left out), and `-`.
+
+    `skipped(reason, name)` hears of each file a directory walk leaves out (a hidden folder once, as `dir/`).
+    """
     for name in paths:
         path = Path(name)
         if name == STDIN or not path.is_dir():
             yield name
             continue
         for child in sorted(path.rglob("*")):
-            relative = child.relative_to(path)
-            if (
-                child.is_file()
-                and not any(part.startswith(".") for part in relative.parts)
-                and child.suffix.lower() not in NOT_EVENT_SUFFIXES
-            ):
+            if not child.is_file():
+                continue
+            parts = child.relative_to(path).parts
+            hidden = next((i for i, part in enumerate(parts) if part.startswith(".")), None)
+            if hidden is not None:
+                if skipped is not None:
+                    folder = "/" if hidden < len(parts) - 1 else ""
+                    skipped(SKIPPED_HIDDEN, str(path.joinpath(*parts[: hidden + 1])) + folder)
+            elif child.suffix.lower() in NOT_EVENT_SUFFIXES:
+                if skipped is not None:
+                    skipped(SKIPPED_BY_NAME, str(child))
+            else:
                 yield str(child)
 
 

@@ -42,7 +42,7 @@ class FileSource:
         on_bytes: Callable[[int], None] | None = None,
         batch_documents: int = BATCH_DOCUMENTS,
     ) -> None:
-        self.names = list(expand_paths(paths))
+        self.names = list(expand_paths(paths, skipped=stats.skip_file))
         self.stats = stats
         self.on_bytes = on_bytes
         self.batch_documents = batch_documents
