@@ -26,7 +26,7 @@ import structlog
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.dedupe import AlertDeduper
 from kvs_sentinel.engine import Outcome, Processor
-from kvs_sentinel.envelopes import Document, LogFileRef, Malformed, Skipped
+from kvs_sentinel.envelopes import LogFileRef, Malformed
 from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sinks.base import Sink
@@ -202,16 +202,11 @@ class Pipeline:
                 while True:
                     started = time.perf_counter()  # only the synchronous work: sinks' waits don't count
                     item = next(items, None)
-                    outcome = self.processor.process(item) if type(item) is Document else None
+                    outcome = self.processor.process(item) if item is not None else None
                     seconds += time.perf_counter() - started
-                    if item is None:
+                    if outcome is None:
                         break
-                    if outcome is not None:
-                        await self.deliver(outcome)
-                    elif type(item) is Malformed:
-                        stats.report_malformed(item)
-                    elif type(item) is Skipped:
-                        stats.skipped[item.reason] += 1
+                    await self.deliver(outcome)
                     records = stats.events - first_event
                     if records > budget.max_records or seconds > budget.max_seconds:
                         self._over_budget(ref, budget, records, seconds)
