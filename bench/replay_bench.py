@@ -198,7 +198,8 @@ def whole_processes(corpus: Path, rounds: int) -> None:
     startup, python = found["startup"], found["python"]
     print(
         f"start-up (replay of an empty file): {startup.wall * 1000:.0f} ms wall / "
-        f"{startup.cpu * 1000:.0f} ms CPU (target < 150 ms); a bare `python -c pass`: {python.wall * 1000:.0f} ms"
+        f"{startup.cpu * 1000:.0f} ms CPU (target < 150 ms); "
+        f"a bare `python -c pass`: {python.wall * 1000:.0f} ms"
     )
 
 
