@@ -33,7 +33,6 @@ class FieldTest:
     tests: tuple[Test, ...]
     cost: float
     memo_key: str | None = None
-    operations: tuple[tuple[str, Any], ...] = ()  # (operator, resolved argument), for code generation
 
 
 @dataclass(frozen=True, eq=False)
