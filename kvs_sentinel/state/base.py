@@ -1,0 +1,62 @@
+"""The state seam: what stateful features remember, in one task's memory, a local file, or a table every
+task shares.
+
+Three operations cover what dedupe, grouping, thresholds and baselines need, and each is atomic in every
+backend, so N tasks on one store decide as one task would:
+
+- `claim(key)`: set a key unless it is set; exactly one caller wins (dedupe, "first alert goes out now");
+- `count(key, n)`: add to a counter that lives `ttl` seconds from its first add (a threshold's window is
+  part of its key);
+- `remember(key, member)`: add a member to a bounded set, each member expiring `ttl` after it was last
+  added, and say whether it was new (first-seen baselines, distinct counts).
+
+Every operation takes `now`, epoch seconds on the caller's clock (event time, so that a replay of last
+month behaves as it did live), and nothing expired is ever returned, whether or not the backend has
+deleted it yet (DynamoDB's TTL deletes hours or days late).
+
+A backend is chosen by URL (`memory`, `sqlite:PATH`, `dynamodb:TABLE`) through `state.open_store`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+
+class StateError(Exception):
+    """The store failed. `retryable`: whether trying again may succeed (throttling, a network error)."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Membership(NamedTuple):
+    new: bool  # the member was absent (or expired) before this call
+    size: int  # unexpired members after this call
+    full: bool  # the set was at its limit and the member was not added
+
+
+class StateStore(Protocol):
+    async def claim(self, key: str, *, now: float, ttl: float) -> bool:
+        """Set `key` until `now + ttl` if it is absent or expired. True when this call set it."""
+        ...
+
+    async def is_claimed(self, key: str, *, now: float) -> bool:
+        """Whether `key` is set and unexpired (no change)."""
+        ...
+
+    async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
+        """Add `amount` to the counter `key`, created (or restarted, once expired) to live until
+        `now + ttl`. The new total."""
+        ...
+
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        """Add `member` to the set `key` until `now + ttl` (a member already there is refreshed). A set
+        holding `limit` unexpired members takes no new one."""
+        ...
+
+    async def members(self, key: str, *, now: float) -> frozenset[str]:
+        """The unexpired members of the set `key`."""
+        ...
+
+    async def aclose(self) -> None: ...

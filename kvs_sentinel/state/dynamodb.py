@@ -1,0 +1,187 @@
+"""The `dynamodb:TABLE` backend: one table every task shares, so N tasks decide as one.
+
+One item per key (`pk`), with `expires_at` (epoch seconds) as the table's TTL attribute. DynamoDB deletes
+expired items late (hours to days), so every condition and every read compares `expires_at` with `now`
+itself. Atomicity comes from single conditional writes:
+
+- claim: PutItem if absent or expired;
+- count: UpdateItem ADD while unexpired, else a conditional PutItem that restarts the window;
+- remember: the members are a map member → expiry, updated by one conditional UpdateItem that refuses a
+  new member once the map is full; expired members are removed when the map fills up.
+
+The table: partition key `pk` (string), TTL on `expires_at`. deploy/sentinel.yaml creates it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kvs_sentinel.state.base import Membership, StateError
+
+_ATTEMPTS = 4  # a conditional write that lost a race is tried again with what it learned
+# Every attribute is named through an alias: some names (TOTAL, and perhaps others) are reserved words.
+_NAMES = {"#pk": "pk", "#expires": "expires_at", "#total": "total", "#members": "members"}
+_ALIAS = re.compile(r"#\w+")
+
+
+class DynamoDbStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    async def claim(self, key: str, *, now: float, ttl: float) -> bool:
+        try:
+            await self._call(
+                "put_item",
+                Item={"pk": {"S": key}, "expires_at": _n(now + ttl)},
+                ConditionExpression="attribute_not_exists(#pk) OR #expires <= :now",
+                ExpressionAttributeValues={":now": _n(now)},
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
+    async def is_claimed(self, key: str, *, now: float) -> bool:
+        item = await self._get(key)
+        return item is not None and float(item["expires_at"]["N"]) > now
+
+    async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
+        for _ in range(_ATTEMPTS):
+            try:
+                answer = await self._call(
+                    "update_item",
+                    Key={"pk": {"S": key}},
+                    UpdateExpression="ADD #total :amount SET #expires = if_not_exists(#expires, :expires)",
+                    ConditionExpression="attribute_not_exists(#pk) OR #expires > :now",
+                    ExpressionAttributeValues={
+                        ":amount": _n(amount),
+                        ":expires": _n(now + ttl),
+                        ":now": _n(now),
+                    },
+                    ReturnValues="UPDATED_NEW",
+                )
+                return int(answer["Attributes"]["total"]["N"])
+            except _ConditionFailed:
+                pass  # the window ended: start a new one, unless another task just did
+            try:
+                await self._call(
+                    "put_item",
+                    Item={"pk": {"S": key}, "total": _n(amount), "expires_at": _n(now + ttl)},
+                    ConditionExpression="#expires <= :now",
+                    ExpressionAttributeValues={":now": _n(now)},
+                )
+                return amount
+            except _ConditionFailed:
+                continue
+        raise StateError(f"dynamodb:{self.table}: counter {key!r} kept changing under us", retryable=True)
+
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        for _ in range(_ATTEMPTS):
+            try:
+                answer = await self._call(
+                    "update_item",
+                    Key={"pk": {"S": key}},
+                    UpdateExpression="SET #members.#m = :expires, #expires = :expires",
+                    ConditionExpression="attribute_exists(#members) AND "
+                    "(attribute_exists(#members.#m) OR size(#members) < :limit)",
+                    ExpressionAttributeNames={"#m": member},
+                    ExpressionAttributeValues={":expires": _n(now + ttl), ":limit": _n(limit)},
+                    ReturnValues="ALL_OLD",
+                )
+                before = _unexpired(answer.get("Attributes", {}), now)
+                new = member not in before
+                return Membership(new, len(before) + new, False)
+            except _ConditionFailed:
+                pass
+            item = await self._get(key)
+            if item is None or "members" not in item:
+                if await self._create_set(key, member, now + ttl):
+                    return Membership(True, 1, False)
+                continue  # another task created it first
+            stale = [name for name, value in item["members"]["M"].items() if float(value["N"]) <= now]
+            if not stale:
+                return Membership(False, len(item["members"]["M"]), True)
+            await self._forget(key, stale)
+        raise StateError(f"dynamodb:{self.table}: set {key!r} kept changing under us", retryable=True)
+
+    async def members(self, key: str, *, now: float) -> frozenset[str]:
+        item = await self._get(key)
+        return frozenset(_unexpired(item, now)) if item is not None else frozenset()
+
+    async def aclose(self) -> None:
+        await self.client.__aexit__(None, None, None)
+
+    async def _create_set(self, key: str, member: str, expires: float) -> bool:
+        try:
+            await self._call(
+                "put_item",
+                Item={"pk": {"S": key}, "members": {"M": {member: _n(expires)}}, "expires_at": _n(expires)},
+                ConditionExpression="attribute_not_exists(#pk) OR attribute_not_exists(#members)",
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
+    async def _forget(self, key: str, stale: list[str]) -> None:
+        names = {f"#s{i}": name for i, name in enumerate(stale)}
+        await self._call(
+            "update_item",
+            Key={"pk": {"S": key}},
+            UpdateExpression="REMOVE " + ", ".join(f"#members.{alias}" for alias in names),
+            ExpressionAttributeNames=names,
+        )
+
+    async def _get(self, key: str) -> dict[str, Any] | None:
+        answer = await self._call("get_item", Key={"pk": {"S": key}}, ConsistentRead=True)
+        item: dict[str, Any] | None = answer.get("Item")
+        return item
+
+    async def _call(self, operation: str, **request: Any) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+        aliases = set(
+            _ALIAS.findall(request.get("UpdateExpression", "") + request.get("ConditionExpression", ""))
+        )
+        if aliases:  # exactly the names the expressions use: DynamoDB refuses unused ones
+            given = {**_NAMES, **request.get("ExpressionAttributeNames", {})}
+            request["ExpressionAttributeNames"] = {alias: given[alias] for alias in aliases}
+        try:
+            answer: dict[str, Any] = await getattr(self.client, operation)(TableName=self.table, **request)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+            if code == "ConditionalCheckFailedException":
+                raise _ConditionFailed from None
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            retryable = "Throttl" in code or code in _TRANSIENT or status >= 500
+            message = str(exc.response.get("Error", {}).get("Message", ""))[:200]
+            text = f"dynamodb:{self.table}: {operation}: {code}: {message}".rstrip(": ")
+            raise StateError(text, retryable=retryable) from None
+        except (BotoCoreError, OSError, TimeoutError) as exc:
+            raise StateError(
+                f"dynamodb:{self.table}: {operation}: {type(exc).__name__}", retryable=True
+            ) from None
+        return answer
+
+
+_TRANSIENT = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "TransactionConflict",
+    }
+)
+
+
+class _ConditionFailed(Exception):
+    """The write's condition did not hold: another task got there first, or the item is not as assumed."""
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": repr(round(value, 3))}
+
+
+def _unexpired(item: dict[str, Any], now: float) -> dict[str, float]:
+    members = item.get("members", {}).get("M", {})
+    return {name: float(value["N"]) for name, value in members.items() if float(value["N"]) > now}

@@ -1,0 +1,75 @@
+"""The `memory` backend: one process's dicts. Atomic because the event loop runs one coroutine at a time
+and no operation awaits; forgotten at exit, and never shared between tasks.
+
+Bounded: past `max_keys` keys of one kind, the oldest key goes first (for claims, the ones that expire
+first). Expired claims are dropped as new ones arrive.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from kvs_sentinel.state.base import Membership
+
+DEFAULT_MAX_KEYS = 100_000
+
+
+class MemoryStore:
+    def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self.max_keys = max_keys
+        self._claims: OrderedDict[str, float] = OrderedDict()
+        self._counters: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._sets: OrderedDict[str, dict[str, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._claims) + len(self._counters) + len(self._sets)
+
+    async def claim(self, key: str, *, now: float, ttl: float) -> bool:
+        claims = self._claims
+        while claims and next(iter(claims.values())) <= now:  # in insertion order, the oldest first
+            claims.popitem(last=False)
+        if claims.get(key, now) > now:
+            return False
+        claims.pop(key, None)
+        claims[key] = now + ttl
+        _bound(claims, self.max_keys)
+        return True
+
+    async def is_claimed(self, key: str, *, now: float) -> bool:
+        return self._claims.get(key, now) > now
+
+    async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
+        total, expires_at = self._counters.get(key, (0, now))
+        if expires_at <= now:
+            total, expires_at = 0, now + ttl
+        total += amount
+        self._counters[key] = (total, expires_at)
+        _bound(self._counters, self.max_keys)
+        return total
+
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        found = self._sets.setdefault(key, {})
+        _bound(self._sets, self.max_keys)
+        for name in [name for name, expires_at in found.items() if expires_at <= now]:
+            del found[name]
+        if member in found:
+            found[member] = now + ttl
+            return Membership(False, len(found), False)
+        if len(found) >= limit:
+            return Membership(False, len(found), True)
+        found[member] = now + ttl
+        return Membership(True, len(found), False)
+
+    async def members(self, key: str, *, now: float) -> frozenset[str]:
+        return frozenset(name for name, expires_at in self._sets.get(key, {}).items() if expires_at > now)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _bound(entries: OrderedDict[str, Any], max_keys: int) -> None:
+    while len(entries) > max_keys:
+        entries.popitem(last=False)

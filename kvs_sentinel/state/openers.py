@@ -1,0 +1,35 @@
+"""How each shipped backend is opened from the rest of its URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.state.registry import backend
+
+
+@backend("memory", "memory")
+async def _memory(rest: str) -> StateStore:
+    from kvs_sentinel.state.memory import MemoryStore
+
+    return MemoryStore()
+
+
+@backend("sqlite", "sqlite:PATH (e.g. sqlite:.kvs-sentinel/state.db)")
+async def _sqlite(rest: str) -> StateStore:
+    from kvs_sentinel.state.sqlite import SqliteStore
+
+    return SqliteStore(Path(rest).expanduser())  # noqa: ASYNC240 - once, at start-up
+
+
+@backend("dynamodb", "dynamodb:TABLE (e.g. dynamodb:kvs-sentinel-state)")
+async def _dynamodb(rest: str) -> StateStore:
+    from aiobotocore.session import get_session  # type: ignore[import-untyped]
+
+    from kvs_sentinel.state.dynamodb import DynamoDbStore
+
+    client = (
+        await get_session().create_client("dynamodb", region_name=os.environ.get("AWS_REGION")).__aenter__()
+    )
+    return DynamoDbStore(client, rest)

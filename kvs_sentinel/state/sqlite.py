@@ -1,0 +1,104 @@
+"""The `sqlite:PATH` backend: a local file, for replays that should remember and a single local `run`.
+
+Each operation is one statement or one `BEGIN IMMEDIATE` transaction, so it is atomic even between
+processes sharing the file. Calls are synchronous: a local SQLite statement takes microseconds, far less
+than handing it to a thread would. WAL lets readers go on while one writer writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from kvs_sentinel.state.base import Membership, StateError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, total INTEGER NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    key TEXT NOT NULL, member TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (key, member)
+);
+"""
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"sqlite:{path}: {exc}", retryable=False) from None
+        self.path = path
+
+    async def claim(self, key: str, *, now: float, ttl: float) -> bool:
+        cursor = self._run(
+            "INSERT INTO claims (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET expires_at = excluded.expires_at WHERE claims.expires_at <= ?",
+            (key, now + ttl, now),
+        )
+        return cursor.rowcount == 1
+
+    async def is_claimed(self, key: str, *, now: float) -> bool:
+        row = self._run("SELECT 1 FROM claims WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
+        return row is not None
+
+    async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
+        row = self._run(
+            "INSERT INTO counters (key, total, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "total = CASE WHEN counters.expires_at <= ? THEN excluded.total "
+            "ELSE counters.total + excluded.total END, "
+            "expires_at = CASE WHEN counters.expires_at <= ? THEN excluded.expires_at "
+            "ELSE counters.expires_at END "
+            "RETURNING total",
+            (key, amount, now + ttl, now, now),
+        ).fetchone()
+        return int(row[0])
+
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                db = self.db
+                db.execute("DELETE FROM members WHERE key = ? AND expires_at <= ?", (key, now))
+                known = db.execute(
+                    "SELECT 1 FROM members WHERE key = ? AND member = ?", (key, member)
+                ).fetchone()
+                size = db.execute("SELECT count(*) FROM members WHERE key = ?", (key,)).fetchone()[0]
+                if known is None and size >= limit:
+                    result = Membership(False, size, True)
+                else:
+                    db.execute(
+                        "INSERT INTO members (key, member, expires_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT (key, member) DO UPDATE SET expires_at = excluded.expires_at",
+                        (key, member, now + ttl),
+                    )
+                    result = Membership(known is None, size + (known is None), False)
+                db.execute("COMMIT")
+                return result
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from None
+
+    async def members(self, key: str, *, now: float) -> frozenset[str]:
+        rows = self._run("SELECT member FROM members WHERE key = ? AND expires_at > ?", (key, now)).fetchall()
+        return frozenset(row[0] for row in rows)
+
+    async def aclose(self) -> None:
+        self.db.close()
+
+    def _run(self, statement: str, parameters: tuple[object, ...]) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(statement, parameters)
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from None
+
+
+def _failure(path: Path, exc: sqlite3.Error) -> StateError:
+    # "database is locked" outlasting the 30 s busy timeout may pass; anything else (corrupt, read-only
+    # file, full disk) needs an operator
+    return StateError(f"sqlite:{path}: {exc}", retryable=isinstance(exc, sqlite3.OperationalError))

@@ -1,0 +1,167 @@
+"""The state seam's contract, run against every backend: memory, SQLite, and DynamoDB (moto in server mode).
+
+Each operation must be atomic (concurrent callers decide as one), and nothing expired may come back,
+whether or not the backend has deleted it yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kvs_sentinel.state.base import Membership, StateError, StateStore
+from kvs_sentinel.state.registry import open_store
+from tests.aws_fixtures import aws_client, moto_server
+
+__all__ = ["moto_server"]
+
+TABLE = "kvs-sentinel-state"
+NOW = 1_767_225_600.0  # 2026-01-01, the caller's clock (event time)
+
+
+async def make_table() -> None:
+    async with aws_client("dynamodb") as dynamodb:
+        await dynamodb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        await dynamodb.update_time_to_live(
+            TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        )
+
+
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
+    if request.param == "memory":
+        url = "memory"
+    elif request.param == "sqlite":
+        url = f"sqlite:{tmp_path / 'state' / 'state.db'}"
+    else:
+        request.getfixturevalue("moto_server")
+        await make_table()
+        url = f"dynamodb:{TABLE}"
+    opened = await open_store(url)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+async def test_the_first_claim_wins_until_it_expires(store: StateStore) -> None:
+    assert await store.claim("alert/d/e1", now=NOW, ttl=60) is True
+    assert await store.claim("alert/d/e1", now=NOW + 59, ttl=60) is False
+    assert await store.is_claimed("alert/d/e1", now=NOW + 59)
+    assert not await store.is_claimed("alert/d/e1", now=NOW + 60)
+    assert await store.claim("alert/d/e1", now=NOW + 60, ttl=60) is True
+    assert not await store.is_claimed("alert/d/never", now=NOW)
+
+
+async def test_concurrent_claims_have_exactly_one_winner(store: StateStore) -> None:
+    results = await asyncio.gather(*(store.claim("first-alert", now=NOW, ttl=60) for _ in range(20)))
+    assert results.count(True) == 1
+
+
+async def test_concurrent_counts_are_atomic_and_each_sees_its_own_total(store: StateStore) -> None:
+    totals = await asyncio.gather(*(store.count("denied/p/w1", 1, now=NOW, ttl=600) for _ in range(30)))
+    assert sorted(totals) == list(range(1, 31))
+
+
+async def test_a_counter_restarts_when_its_window_ends(store: StateStore) -> None:
+    assert await store.count("c", 5, now=NOW, ttl=600) == 5
+    assert await store.count("c", 2, now=NOW + 599, ttl=600) == 7
+    assert await store.count("c", 1, now=NOW + 600, ttl=600) == 1
+    assert await store.count("c", 1, now=NOW + 1000, ttl=600) == 2  # the new window runs from NOW + 600
+
+
+async def test_remember_says_what_is_new_and_refreshes_what_is_known(store: StateStore) -> None:
+    assert await store.remember("nets/p", "203.0.113.0/24", now=NOW, ttl=100, limit=3) == Membership(
+        True, 1, False
+    )
+    assert await store.remember("nets/p", "203.0.113.0/24", now=NOW + 50, ttl=100, limit=3) == Membership(
+        False, 1, False
+    )
+    # refreshed at NOW + 50: still known at NOW + 120
+    assert await store.members("nets/p", now=NOW + 120) == {"203.0.113.0/24"}
+    assert await store.members("nets/p", now=NOW + 150) == frozenset()
+
+
+async def test_a_full_set_takes_no_new_member_until_one_expires(store: StateStore) -> None:
+    for n, member in enumerate(("a", "b", "c")):
+        assert (await store.remember("s", member, now=NOW + n, ttl=100, limit=3)).new
+    assert await store.remember("s", "d", now=NOW + 10, ttl=100, limit=3) == Membership(False, 3, True)
+    assert await store.remember("s", "b", now=NOW + 10, ttl=100, limit=3) == Membership(False, 3, False)
+    # "a" expires at NOW + 100: room for "d"
+    assert await store.remember("s", "d", now=NOW + 100, ttl=100, limit=3) == Membership(True, 3, False)
+    assert await store.members("s", now=NOW + 100) == {"b", "c", "d"}
+
+
+async def test_concurrent_new_members_are_each_new_once(store: StateStore) -> None:
+    members = [f"10.0.{n}.0/24" for n in range(10)]
+    results = await asyncio.gather(
+        *(store.remember("nets/q", member, now=NOW, ttl=100, limit=50) for member in members + members)
+    )
+    assert sum(result.new for result in results) == 10
+    assert await store.members("nets/q", now=NOW) == set(members)
+
+
+async def test_sqlite_is_atomic_between_two_processes_sharing_the_file(tmp_path: Path) -> None:
+    url = f"sqlite:{tmp_path / 'shared.db'}"
+    first, second = await open_store(url), await open_store(url)
+    try:
+        wins = [await store.claim(f"k{n}", now=NOW, ttl=60) for n in range(20) for store in (first, second)]
+        assert wins.count(True) == 20
+        assert await second.count("c", 1, now=NOW, ttl=60) == 1
+        assert await first.count("c", 1, now=NOW, ttl=60) == 2
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_dynamodb_items_past_their_ttl_are_ignored_though_not_yet_deleted(moto_server: str) -> None:
+    await make_table()
+    store = await open_store(f"dynamodb:{TABLE}")
+    try:
+        async with aws_client("dynamodb") as dynamodb:  # as DynamoDB leaves them: expired, still there
+            await dynamodb.put_item(
+                TableName=TABLE, Item={"pk": {"S": "k"}, "expires_at": {"N": str(NOW - 1)}}
+            )
+            members = {"old": {"N": str(NOW - 1)}}
+            await dynamodb.put_item(
+                TableName=TABLE,
+                Item={"pk": {"S": "s"}, "members": {"M": members}, "expires_at": {"N": str(NOW - 1)}},
+            )
+        assert not await store.is_claimed("k", now=NOW)
+        assert await store.claim("k", now=NOW, ttl=60) is True
+        assert await store.members("s", now=NOW) == frozenset()
+        assert await store.remember("s", "new", now=NOW, ttl=60, limit=1) == Membership(True, 1, False)
+    finally:
+        await store.aclose()
+
+
+async def test_a_missing_dynamodb_table_is_a_state_error_not_worth_retrying(moto_server: str) -> None:
+    store = await open_store("dynamodb:no-such-table")
+    try:
+        with pytest.raises(StateError, match="ResourceNotFoundException") as caught:
+            await store.claim("k", now=NOW, ttl=60)
+        assert caught.value.retryable is False
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://x", "unknown backend 'redis'; known: dynamodb, memory, sqlite"),
+        ("sqlite:", "write sqlite:PATH"),
+        ("dynamodb:", "write dynamodb:TABLE"),
+        ("memory:x", "write memory"),
+    ],
+)
+async def test_a_bad_state_url_says_what_is_wrong(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        await open_store(url)
