@@ -1,25 +1,23 @@
 """Idempotent alerts: an SQS redelivery of an event already alerted on must not alert twice.
 
 SQS delivers at least once: a message whose delete failed, or whose visibility ran out while a sink was
-slow, comes back. `AlertDeduper` remembers which (detector, eventID) pairs were alerted on within a
-window and answers whether a pair is a repeat.
-
-The memory is **per process**: several ECS tasks consuming one queue are several windows, so a message
-redelivered to a different task alerts again there. Within one task, a restart forgets the window too.
-That is the "exactly once, as far as an operator can tell" of the issue: duplicates need a failure *and*
-a redelivery to another task (or after a restart); nothing is ever lost for dedupe's sake.
+slow, comes back, to this task or another. `AlertDeduper` remembers which (detector, eventID) pairs were
+alerted on within a window, in the state store `run` was given (`service.state`): with `memory` the
+window is one task's and is forgotten at a restart; with `sqlite:` it survives a restart of a single
+task; with `dynamodb:` every task shares it, so a redelivery to another task is caught too.
 
 Ask `is_duplicate` before delivering and `record` only once the alert was delivered: recording before a
-failed delivery would suppress the retry, and lose the alert.
-Events without an eventID never dedupe. Memory is bounded: past `max_entries`, the oldest pair is
-forgotten first (a redelivery of it would alert again; SQS redeliveries come within minutes).
+failed delivery would suppress the retry, and lose the alert. Two tasks that both ask before either
+records can still both deliver (at least once, never lost). Events without an eventID never dedupe.
+A store that fails raises StateError, and the message is retried: never acked on a guess.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
+
+from kvs_sentinel.state.base import StateStore
 
 DEFAULT_WINDOW_SECONDS = 6 * 3600.0
 DEFAULT_MAX_ENTRIES = 100_000
@@ -28,46 +26,27 @@ DEFAULT_MAX_ENTRIES = 100_000
 class AlertDeduper:
     def __init__(
         self,
+        store: StateStore,
         window_seconds: float = DEFAULT_WINDOW_SECONDS,
-        max_entries: int = DEFAULT_MAX_ENTRIES,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        if window_seconds <= 0 or max_entries < 1:
-            raise ValueError("window_seconds must be positive and max_entries at least 1")
+        if window_seconds <= 0:
+            raise ValueError("window_seconds must be positive")
+        self.store = store
         self.window_seconds = window_seconds
-        self.max_entries = max_entries
-        self.clock = clock
-        # (detector, event id) → when recorded. Insertion order is expiry order: the window is fixed.
-        self._recorded: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self.clock = clock  # wall time: redeliveries happen now, whatever the event's time
 
-    def __len__(self) -> int:
-        return len(self._recorded)
-
-    def is_duplicate(self, detector_id: str, event_id: str | None) -> bool:
+    async def is_duplicate(self, detector_id: str, event_id: str | None) -> bool:
         """Whether the pair was recorded within the window, without recording it."""
         if not event_id:
             return False
-        self._expire(self.clock())
-        return (detector_id, event_id) in self._recorded
+        return await self.store.is_claimed(_key(detector_id, event_id), now=self.clock())
 
-    def record(self, detector_id: str, event_id: str | None) -> None:
-        """Remember the pair from now on (a pair already remembered keeps its first time)."""
-        if not event_id:
-            return
-        now = self.clock()
-        self._expire(now)
-        key = (detector_id, event_id)
-        if key in self._recorded:
-            return
-        self._recorded[key] = now
-        while len(self._recorded) > self.max_entries:
-            self._recorded.popitem(last=False)
+    async def record(self, detector_id: str, event_id: str | None) -> None:
+        """Remember the pair for the window from now (a pair already remembered keeps its first time)."""
+        if event_id:
+            await self.store.claim(_key(detector_id, event_id), now=self.clock(), ttl=self.window_seconds)
 
-    def _expire(self, now: float) -> None:
-        horizon = now - self.window_seconds
-        recorded = self._recorded
-        while recorded:
-            key, at = next(iter(recorded.items()))
-            if at > horizon:
-                break
-            del recorded[key]
+
+def _key(detector_id: str, event_id: str) -> str:
+    return f"dedupe/{detector_id}/{event_id}"

@@ -216,12 +216,12 @@ class Pipeline:
             self._delivered(alerts)
             return
         for alert in alerts:
-            if self._already_sent(alert, dedupe):
+            if await self._already_sent(alert, dedupe):
                 continue
             # one at a time, each recorded once delivered: if a later one fails, the redelivered
             # message resends only what was not delivered yet
             await self.dispatcher.deliver([alert])
-            dedupe.record(alert.detector, alert.event_id)
+            await dedupe.record(alert.detector, alert.event_id)
             self._delivered([alert])
 
     def _delivered(self, alerts: Sequence[Alert]) -> None:
@@ -238,8 +238,8 @@ class Pipeline:
                     event_name=alert.event_name,
                 )
 
-    def _already_sent(self, alert: Alert, dedupe: AlertDeduper) -> bool:
-        if not dedupe.is_duplicate(alert.detector, alert.event_id):
+    async def _already_sent(self, alert: Alert, dedupe: AlertDeduper) -> bool:
+        if not await dedupe.is_duplicate(alert.detector, alert.event_id):
             return False
         self.counts.alerts_deduplicated += 1
         if self.metrics is not None:

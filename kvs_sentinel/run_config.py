@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kvs_sentinel.dedupe import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW_SECONDS
 from kvs_sentinel.env_refs import validate_options
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.sources.s3 import MAX_OBJECT_BYTES, MAX_RECORDS, MAX_SECONDS, MAX_UNZIPPED_BYTES
 from kvs_sentinel.sources.sqs_client import SqsSourceConfig
+from kvs_sentinel.state.registry import check_state_url
 
 # `type:` → its options model. A new consumer (Kinesis, say) registers here.
 SOURCE_TYPES: dict[str, type[BaseModel]] = {"sqs": SqsSourceConfig}
@@ -52,8 +53,13 @@ class ServiceConfig(BaseModel):
         4, gt=0, le=600, description="of the grace period, kept for cancelling, deleting and closing"
     )
     workers: int = Field(8, ge=1, le=256, description="messages processed at once")
+    state: str = Field(
+        "memory",
+        description="what run remembers (the redelivery dedupe): memory (this task), sqlite:PATH "
+        "(survives a restart), dynamodb:TABLE (shared by every task)",
+    )
     dedupe_window_seconds: float = Field(DEFAULT_WINDOW_SECONDS, gt=0)
-    dedupe_max_entries: int = Field(DEFAULT_MAX_ENTRIES, ge=1)
+    dedupe_max_entries: int = Field(DEFAULT_MAX_ENTRIES, ge=1, description="with state: memory")
     s3_region: str | None = Field(None, description="default: AWS_REGION; other regions are followed")
     s3_max_object_bytes: int = Field(MAX_OBJECT_BYTES, ge=1)
     s3_max_unzipped_bytes: int = Field(MAX_UNZIPPED_BYTES, ge=1)
@@ -65,6 +71,12 @@ class ServiceConfig(BaseModel):
         gt=0,
         description="seconds spent reading and judging one log file; the rest is counted malformed",
     )
+
+    @field_validator("state")
+    @classmethod
+    def _known_state(cls, url: str) -> str:
+        check_state_url(url)
+        return url
 
     @model_validator(mode="after")
     def _close_within_grace(self) -> ServiceConfig:

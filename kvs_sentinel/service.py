@@ -49,6 +49,9 @@ from kvs_sentinel.sources.s3 import (
 )
 from kvs_sentinel.sources.sqs import SqsSource
 from kvs_sentinel.startup_signals import STOP_SIGNALS
+from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.state.memory import MemoryStore
+from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.stats import RunStats
 
 log = structlog.get_logger("kvs_sentinel.service")
@@ -211,11 +214,22 @@ class Service:
             workers=settings.workers,
             queue_size=settings.workers,
             log_files=S3LogFiles(s3, settings),
-            dedupe=AlertDeduper(settings.dedupe_window_seconds, settings.dedupe_max_entries),
+            dedupe=AlertDeduper(await self._state(stack), settings.dedupe_window_seconds),
             metrics=self.metrics,
             log_alerts=True,
         )
         return self.pipeline, source, dispatcher
+
+    async def _state(self, stack: AsyncExitStack) -> StateStore:
+        """The store `service.state` names (memory: bounded by dedupe_max_entries), closed with the stack."""
+        settings = self.settings
+        if settings.state == "memory":
+            store: StateStore = MemoryStore(settings.dedupe_max_entries)
+        else:
+            store = await open_store(settings.state)
+        stack.push_async_callback(store.aclose)
+        log.info("state_opened", state=settings.state.split(":", 1)[0])
+        return store
 
     async def _started_before_stop(self, start: asyncio.Task[object]) -> bool:
         """Wait for start-up unless a stop comes first; then cancel it (a queue check can hang for

@@ -24,6 +24,7 @@ from kvs_sentinel.events import Location
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.service import RunSummary, Service
 from kvs_sentinel.sources.sqs import SqsSource, SqsSourceConfig
+from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.stats import RunStats
 from kvs_sentinel.testing import FakeMessage, ListSource, RecordingSink
 from tests.test_run_e2e import eventbridge, wait_until
@@ -177,7 +178,7 @@ def media_message(n: int) -> FakeMessage:
 async def test_a_redelivered_event_is_not_alerted_twice_but_a_failed_delivery_is_retried() -> None:
     sink = RecordingSink("slack")
     processor = Processor(Engine(load_config().detectors), RunStats())
-    pipeline = Pipeline(ListSource([]), processor, [sink], dedupe=AlertDeduper())
+    pipeline = Pipeline(ListSource([]), processor, [sink], dedupe=AlertDeduper(MemoryStore()))
     sink.fail_next = 1
     first = media_message(1)
     await pipeline.handle(first)  # fails: nothing recorded
