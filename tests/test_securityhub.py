@@ -1,0 +1,300 @@
+"""The securityhub sink: against moto in server mode (import, update, batches), and against a small local
+HTTP server that speaks Security Hub's JSON protocol for what moto cannot do (throttling, per-finding
+failures, holding a reply). Both are real HTTP with the real aiobotocore client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from kvs_sentinel.errors import DeliveryError
+from kvs_sentinel.sinks.securityhub import SecurityHubConfig, SecurityHubSink
+from kvs_sentinel.testing import FakeClock
+from tests.aws_fixtures import REGION, aws_client, moto_server
+from tests.test_slack import sample_alert
+
+__all__ = ["moto_server"]
+
+MOTO_ACCOUNT = "123456789012"  # what moto's STS answers
+
+
+def sink_for(endpoint: str, clock: FakeClock | None = None, **options: Any) -> SecurityHubSink:
+    config = SecurityHubConfig.model_validate({"endpoint_url": endpoint, **options})
+    return SecurityHubSink("securityhub", config, clock=clock or FakeClock())
+
+
+async def all_findings() -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    async with aws_client("securityhub") as hub:
+        request: dict[str, Any] = {"MaxResults": 100}
+        while True:
+            page = await hub.get_findings(**request)
+            found += page["Findings"]
+            if not page.get("NextToken"):
+                return found
+            request["NextToken"] = page["NextToken"]
+
+
+async def deliver(sink: SecurityHubSink, *alerts: Any) -> None:
+    """What the dispatcher does for one message: send each alert, then flush."""
+    for alert in alerts:
+        await sink.send(alert)
+    await sink.flush()
+
+
+# ------------------------------------------------------------------ moto in server mode
+
+
+async def test_alerts_are_imported_as_asff_findings(moto_server: str) -> None:
+    sink = sink_for(moto_server)
+    try:
+        await deliver(sink, sample_alert(), sample_alert(event_id="e-2", severity="medium"))
+    finally:
+        await sink.aclose()
+    findings = {f["Id"]: f for f in await all_findings()}
+    assert set(findings) == {
+        "kvs-sentinel/kvs-producer-consumer-endpoint/6b1e8f3a-2c44-4f0e-9d51-0c7f5b2a9e10",
+        "kvs-sentinel/kvs-producer-consumer-endpoint/e-2",
+    }
+    finding = findings["kvs-sentinel/kvs-producer-consumer-endpoint/6b1e8f3a-2c44-4f0e-9d51-0c7f5b2a9e10"]
+    assert (
+        finding["ProductArn"] == f"arn:aws:securityhub:{REGION}:{MOTO_ACCOUNT}:product/{MOTO_ACCOUNT}/default"
+    )
+    assert finding["AwsAccountId"] == MOTO_ACCOUNT, "the importing account, learnt from STS"
+    assert finding["ProductFields"]["kvs-sentinel/event_account"] == "111122223333"
+    assert finding["Severity"] == {"Label": "CRITICAL", "Original": "critical"}
+    assert finding["GeneratorId"] == "kvs-sentinel/kvs-producer-consumer-endpoint"
+    assert finding["Remediation"]["Recommendation"]["Text"].startswith("Remove kinesisvideo read actions")
+    assert [r["Type"] for r in finding["Resources"]] == ["Other", "Other", "AwsIamAccessKey"]
+    assert finding["Resources"][1]["Id"] == "arn:aws:sts::111122223333:assumed-role/kvs-producer-cam1/s"
+    assert findings["kvs-sentinel/kvs-producer-consumer-endpoint/e-2"]["Severity"]["Label"] == "MEDIUM"
+    assert sink.counts.delivered == 2
+
+
+async def test_a_redelivered_event_updates_its_finding_instead_of_adding_one(moto_server: str) -> None:
+    moments = iter([datetime(2026, 2, 3, 10, 16, tzinfo=UTC), datetime(2026, 2, 3, 11, 0, tzinfo=UTC)])
+    config = SecurityHubConfig(endpoint_url=moto_server, account_id=MOTO_ACCOUNT)
+    sink = SecurityHubSink("securityhub", config, clock=FakeClock(), now=lambda: next(moments))
+    try:
+        await deliver(sink, sample_alert())
+        await deliver(sink, sample_alert())  # SQS delivered the message again
+    finally:
+        await sink.aclose()
+    (finding,) = await all_findings()
+    assert finding["UpdatedAt"] == "2026-02-03T11:00:00.000Z"
+    assert finding["CreatedAt"] == "2026-02-03T10:15:42.000Z", "the event's time, the same both times"
+
+
+async def test_more_than_100_alerts_go_in_calls_of_at_most_100(moto_server: str) -> None:
+    sink = sink_for(moto_server, account_id=MOTO_ACCOUNT)
+    try:
+        await deliver(sink, *(sample_alert(event_id=f"e-{n}") for n in range(250)))
+    finally:
+        await sink.aclose()
+    assert sink.calls == 3
+    assert len(await all_findings()) == 250
+
+
+async def test_alerts_of_concurrent_messages_share_one_call(moto_server: str) -> None:
+    sink = sink_for(moto_server, account_id=MOTO_ACCOUNT)
+    try:
+        await asyncio.gather(*(deliver(sink, sample_alert(event_id=f"m-{n}")) for n in range(5)))
+    finally:
+        await sink.aclose()
+    assert sink.calls == 1
+    assert len(await all_findings()) == 5
+
+
+# ------------------------------------------------------------------ a scripted Security Hub
+
+
+@dataclass
+class FakeSecurityHub:
+    """POST /findings/import: answers 429 `throttle` times, then reports the ids in `fail` (id → error
+    codes, one per call) as FailedFindings and accepts the rest. `hold` (when set) delays every reply."""
+
+    throttle: int = 0
+    fail: dict[str, list[str]] = field(default_factory=dict)
+    hold: asyncio.Event | None = None
+    requests: list[list[str]] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        ids = [finding["Id"] for finding in body["Findings"]]
+        self.requests.append(ids)
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.throttle:
+            self.throttle -= 1
+            return web.json_response(
+                {"message": "Rate exceeded"},
+                status=429,
+                headers={"x-amzn-ErrorType": "TooManyRequestsException"},
+            )
+        failed = []
+        for finding_id in ids:
+            codes = self.fail.get(finding_id)
+            if codes:
+                failed.append({"Id": finding_id, "ErrorCode": codes.pop(0), "ErrorMessage": "scripted"})
+            else:
+                self.accepted.append(finding_id)
+        return web.json_response(
+            {"FailedCount": len(failed), "SuccessCount": len(ids) - len(failed), "FailedFindings": failed}
+        )
+
+
+@pytest.fixture
+async def fake_hub(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeSecurityHub, str]]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    hub = FakeSecurityHub()
+    app = web.Application()
+    app.router.add_post("/findings/import", hub.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield hub, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def scripted_sink(endpoint: str, clock: FakeClock | None = None, **options: Any) -> SecurityHubSink:
+    return sink_for(endpoint, clock, region="eu-west-1", account_id="111122223333", **options)
+
+
+def uid(event_id: str) -> str:
+    return f"kvs-sentinel/kvs-producer-consumer-endpoint/{event_id}"
+
+
+async def test_a_throttled_import_is_retried_with_backoff(fake_hub: tuple[FakeSecurityHub, str]) -> None:
+    hub, endpoint = fake_hub
+    hub.throttle = 2
+    clock = FakeClock()
+    sink = scripted_sink(endpoint, clock, batch_window_seconds=0)
+    try:
+        await deliver(sink, sample_alert(event_id="a"))
+    finally:
+        await sink.aclose()
+    assert hub.requests == [[uid("a")]] * 3
+    assert hub.accepted == [uid("a")]
+    assert len(clock.sleeps) == 2
+    assert sink.counts.rate_limited == 2
+
+
+async def test_one_failed_finding_does_not_fail_the_others_in_its_batch(
+    fake_hub: tuple[FakeSecurityHub, str],
+) -> None:
+    hub, endpoint = fake_hub
+    hub.fail = {uid("bad"): ["InvalidInput"]}
+    sink = scripted_sink(endpoint)
+
+    async def message(event_id: str) -> DeliveryError | None:
+        try:
+            await deliver(sink, sample_alert(event_id=event_id))
+        except DeliveryError as exc:
+            return exc
+        return None
+
+    try:
+        good, bad, other = await asyncio.gather(message("good"), message("bad"), message("other"))
+    finally:
+        await sink.aclose()
+    assert hub.requests == [[uid("good"), uid("bad"), uid("other")]], "one batch, not retried"
+    assert good is None
+    assert other is None
+    assert bad is not None
+    assert not bad.retryable
+    assert "InvalidInput" in str(bad)
+    assert sink.counts.delivered == 2
+    assert sink.counts.failed_permanent == 1
+
+
+async def test_transiently_failed_findings_are_imported_again_alone(
+    fake_hub: tuple[FakeSecurityHub, str],
+) -> None:
+    hub, endpoint = fake_hub
+    hub.fail = {uid("b"): ["ThrottlingException", "InternalException"]}
+    sink = scripted_sink(endpoint)
+    try:
+        await deliver(sink, sample_alert(event_id="a"), sample_alert(event_id="b"))
+    finally:
+        await sink.aclose()
+    assert hub.requests == [[uid("a"), uid("b")], [uid("b")], [uid("b")]]
+    assert sorted(hub.accepted) == [uid("a"), uid("b")]
+    assert sink.counts.delivered == 2
+
+
+async def test_a_finding_that_keeps_failing_fails_its_message_retryably(
+    fake_hub: tuple[FakeSecurityHub, str],
+) -> None:
+    hub, endpoint = fake_hub
+    hub.fail = {uid("b"): ["InternalException"] * 10}
+    sink = scripted_sink(endpoint, max_attempts=3)
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            await deliver(sink, sample_alert(event_id="a"), sample_alert(event_id="b"))
+    finally:
+        await sink.aclose()
+    assert caught.value.retryable
+    assert "1 of 2 findings not imported" in str(caught.value)
+    assert len(hub.requests) == 3
+    assert hub.accepted == [uid("a")]
+
+
+async def poll(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_flush_returns_only_after_security_hub_accepted_the_batch(
+    fake_hub: tuple[FakeSecurityHub, str],
+) -> None:
+    hub, endpoint = fake_hub
+    hub.hold = asyncio.Event()
+    sink = scripted_sink(endpoint)
+    try:
+        flushing: asyncio.Task[None] = asyncio.create_task(deliver(sink, sample_alert(event_id="a")))
+        await poll(lambda: bool(hub.requests), 10, "the import request")
+        await asyncio.sleep(0.05)  # let a wrongly early return happen, if it would
+        assert not flushing.done(), "flush returned before Security Hub answered"
+        hub.hold.set()
+        await asyncio.wait_for(flushing, 10)
+    finally:
+        await sink.aclose()
+    assert hub.accepted == [uid("a")]
+
+
+async def test_a_permanent_call_error_fails_every_finding_of_the_batch(
+    fake_hub: tuple[FakeSecurityHub, str],
+) -> None:
+    _, endpoint = fake_hub
+    sink = scripted_sink(endpoint + "/nowhere")
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            await deliver(sink, sample_alert(event_id="a"), sample_alert(event_id="b"))
+    finally:
+        await sink.aclose()
+    assert not caught.value.retryable, "a 404 will not heal on retry"
+    assert "2 of 2" in str(caught.value)
+
+
+def test_default_window_and_retry_settings_are_sane() -> None:
+    config = SecurityHubConfig()
+    assert 0 < config.batch_window_seconds <= 1
+    assert config.max_attempts >= 3
+    with pytest.raises(ValueError, match="account_id"):
+        SecurityHubConfig(account_id="12345")
