@@ -18,6 +18,25 @@ from kvs_sentinel.alerts import Alert
 PRODUCT_NAME = "kvs-sentinel"
 VENDOR_NAME = "kvs-sentinel"
 _TECHNIQUE = re.compile(r"^mitre-attack:(T\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
+BEST_PRACTICES = "Software and Configuration Checks/AWS Security Best Practices"
+# MITRE ATT&CK techniques (without sub-technique) → the ASFF "TTPs" or "Effects" type they stand for.
+TECHNIQUE_TYPES = {
+    "T1078": "TTPs/Initial Access/Valid Accounts",
+    "T1098": "TTPs/Persistence/Account Manipulation",
+    "T1485": "Effects/Data Destruction",
+    "T1530": "TTPs/Collection/Data from Cloud Storage",
+    "T1562": "TTPs/Defense Evasion/Impair Defenses",
+    "T1580": "TTPs/Discovery/Cloud Infrastructure Discovery",
+}
+# ARN service:resource-type prefixes → ASFF resource types; anything else is "Other".
+_RESOURCE_TYPES = (
+    (":iam::", ":role/", "AwsIamRole"),
+    (":iam::", ":user/", "AwsIamUser"),
+    (":iam::", ":policy/", "AwsIamPolicy"),
+    (":sqs:", "", "AwsSqsQueue"),
+    (":sns:", "", "AwsSnsTopic"),
+    (":cloudtrail:", ":trail/", "AwsCloudTrailTrail"),
+)
 # Fields that differ between two deliveries of one event (the file or message it came in, its form).
 _DELIVERY_FIELDS = ("location", "form")
 
@@ -41,6 +60,24 @@ def techniques(alert: Alert) -> tuple[str, ...]:
     """The MITRE ATT&CK technique ids in the alert's tags (`mitre-attack:T1562.008`)."""
     found = (_TECHNIQUE.match(tag) for tag in alert.tags)
     return tuple(match.group(1).upper() for match in found if match)
+
+
+def finding_types(alert: Alert) -> list[str]:
+    """ASFF's finding types (OCSF reuses them): best practices, plus what the ATT&CK tags stand for."""
+    found = [BEST_PRACTICES]
+    for technique in techniques(alert):
+        kind = TECHNIQUE_TYPES.get(technique.split(".")[0])
+        if kind and kind not in found:
+            found.append(kind)
+    return found
+
+
+def resource_type(identifier: str) -> str:
+    if identifier.startswith("arn:"):
+        for service, kind, name in _RESOURCE_TYPES:
+            if service in identifier and kind in identifier:
+                return name
+    return "Other"
 
 
 def event_moment(alert: Alert) -> datetime | None:

@@ -17,10 +17,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kvs_sentinel.alerts import Alert, action_of
-from kvs_sentinel.findings import PRODUCT_NAME, clip, event_moment, finding_uid, techniques
+from kvs_sentinel.findings import (
+    PRODUCT_NAME,
+    clip,
+    event_moment,
+    finding_types,
+    finding_uid,
+    resource_type,
+)
 
 SCHEMA_VERSION = "2018-10-08"
-BEST_PRACTICES = "Software and Configuration Checks/AWS Security Best Practices"
 SEVERITY_LABELS = {
     "critical": "CRITICAL",
     "high": "HIGH",
@@ -28,24 +34,6 @@ SEVERITY_LABELS = {
     "low": "LOW",
     "info": "INFORMATIONAL",
 }
-# MITRE ATT&CK techniques (without sub-technique) → the ASFF "TTPs" or "Effects" type they stand for.
-TECHNIQUE_TYPES = {
-    "T1078": "TTPs/Initial Access/Valid Accounts",
-    "T1098": "TTPs/Persistence/Account Manipulation",
-    "T1485": "Effects/Data Destruction",
-    "T1530": "TTPs/Collection/Data from Cloud Storage",
-    "T1562": "TTPs/Defense Evasion/Impair Defenses",
-    "T1580": "TTPs/Discovery/Cloud Infrastructure Discovery",
-}
-# ARN service:resource-type prefixes → ASFF resource types; anything else is "Other".
-_RESOURCE_TYPES = (
-    (":iam::", ":role/", "AwsIamRole"),
-    (":iam::", ":user/", "AwsIamUser"),
-    (":iam::", ":policy/", "AwsIamPolicy"),
-    (":sqs:", "", "AwsSqsQueue"),
-    (":sns:", "", "AwsSnsTopic"),
-    (":cloudtrail:", ":trail/", "AwsCloudTrailTrail"),
-)
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 1024
 RECOMMENDATION_LIMIT = 512
@@ -67,23 +55,6 @@ def partition_of(region: str) -> str:
 
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def finding_types(alert: Alert) -> list[str]:
-    found = [BEST_PRACTICES]
-    for technique in techniques(alert):
-        kind = TECHNIQUE_TYPES.get(technique.split(".")[0])
-        if kind and kind not in found:
-            found.append(kind)
-    return found
-
-
-def resource_type(identifier: str) -> str:
-    if identifier.startswith("arn:"):
-        for service, kind, name in _RESOURCE_TYPES:
-            if service in identifier and kind in identifier:
-                return name
-    return "Other"
 
 
 def resources(alert: Alert, partition: str, region: str) -> list[dict[str, Any]]:
