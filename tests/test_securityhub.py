@@ -18,6 +18,8 @@ from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.sinks.securityhub import SecurityHubConfig, SecurityHubSink
 from kvs_sentinel.testing import FakeClock
 from tests.aws_fixtures import REGION, aws_client, moto_server
+from tests.test_run_e2e import event_id, eventbridge, wait_until
+from tests.test_service import FakeSqs, service_for
 from tests.test_slack import sample_alert
 
 __all__ = ["moto_server"]
@@ -122,6 +124,7 @@ class FakeSecurityHub:
 
     throttle: int = 0
     fail: dict[str, list[str]] = field(default_factory=dict)
+    reject_containing: str | None = None  # InvalidInput, always, for ids containing this
     hold: asyncio.Event | None = None
     requests: list[list[str]] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)
@@ -142,6 +145,8 @@ class FakeSecurityHub:
         failed = []
         for finding_id in ids:
             codes = self.fail.get(finding_id)
+            if self.reject_containing and self.reject_containing in finding_id:
+                codes = ["InvalidInput"]
             if codes:
                 failed.append({"Id": finding_id, "ErrorCode": codes.pop(0), "ErrorMessage": "scripted"})
             else:
@@ -290,6 +295,24 @@ async def test_a_permanent_call_error_fails_every_finding_of_the_batch(
         await sink.aclose()
     assert not caught.value.retryable, "a 404 will not heal on retry"
     assert "2 of 2" in str(caught.value)
+
+
+async def test_run_deletes_the_messages_whose_findings_were_accepted_and_retries_the_other(
+    fake_hub: tuple[FakeSecurityHub, str],
+) -> None:
+    hub, endpoint = fake_hub
+    hub.reject_containing = event_id(1)
+    fake = FakeSqs([eventbridge(n) for n in range(3)])
+    sink = scripted_sink(endpoint)
+    service = service_for(fake, sink, workers=3)  # type: ignore[arg-type]
+    running = asyncio.create_task(service.run())
+    await wait_until(lambda: len(fake.deleted) == 2 and fake.visibility, 20, "two deleted, one retried")
+    service.request_stop()
+    await asyncio.wait_for(running, 20)
+    assert sorted(fake.deleted) == ["rh-m0", "rh-m2"]
+    assert [handle for handle, _ in fake.visibility] == ["rh-m1"], "the rejected finding's message only"
+    assert {uid.split("/")[-1] for uid in hub.accepted} == {event_id(0), event_id(2)}
+    assert len(hub.requests) < 3 * 2, "alerts of concurrent messages shared calls"
 
 
 def test_default_window_and_retry_settings_are_sane() -> None:
