@@ -11,11 +11,9 @@ import random
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
-
-from kvs_sentinel.sinks.base import Clock
 
 log = structlog.get_logger("kvs_sentinel.aws")
 
@@ -37,6 +35,12 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeout",
     }
 )
+
+
+class Sleeper(Protocol):
+    """What the retry loop needs of a clock (the sinks' injected Clock is one)."""
+
+    async def sleep(self, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ async def call_with_retries(
     call: Callable[[], Awaitable[_T]],
     policy: RetryPolicy,
     *,
-    clock: Clock,
+    clock: Sleeper,
     rng: random.Random,
     counts: RetryCounts,
     sink: str,

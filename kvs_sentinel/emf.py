@@ -208,5 +208,12 @@ class EmfEmitter:
             try:
                 await asyncio.wait_for(stop.wait(), self.config.interval_seconds)
             except TimeoutError:
-                self.emit()
-        self.emit()
+                self._emit_logging_errors()
+        self._emit_logging_errors()
+
+    def _emit_logging_errors(self) -> None:
+        """The boundary of one interval: a failure is logged, and the next interval tries again."""
+        try:
+            self.emit()
+        except Exception as exc:
+            log.exception("metrics_emit_failed", error=repr(exc))
