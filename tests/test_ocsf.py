@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from kvs_sentinel.cli import main
 from kvs_sentinel.sinks.base import SinkSpec
 from kvs_sentinel.sinks.ocsf import ocsf_finding
 from kvs_sentinel.sinks.registry import validate_sink
@@ -91,6 +92,17 @@ async def test_hidden_characters_are_escaped_in_ocsf_lines_too(tmp_path: Path) -
     text = out.read_text()
     assert "\u202e" not in text
     assert json.loads(text)["evidences"][0]["actor"]["user"]["uid"] == hostile
+
+
+def test_replay_writes_ocsf_findings_with_format_ocsf(tmp_path: Path) -> None:
+    output = tmp_path / "findings.jsonl"
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    assert main(["replay", "--no-progress", "--format", "ocsf", "-o", str(output), str(examples)]) == 0
+    findings = [json.loads(line) for line in output.read_text().splitlines()]
+    assert findings
+    for finding in findings:
+        jsonschema.validate(finding, SCHEMA)
+    assert {f["class_uid"] for f in findings} == {2004}
 
 
 def test_the_format_is_chosen_in_the_sink_config() -> None:
