@@ -5,18 +5,15 @@ failures, holding a reply). Both are real HTTP with the real aiobotocore client.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.sinks.securityhub import SecurityHubConfig, SecurityHubSink
-from kvs_sentinel.testing import FakeClock
+from kvs_sentinel.testing import FakeClock, FakeSecurityHub
 from tests.aws_fixtures import REGION, aws_client, moto_server
 from tests.test_run_e2e import event_id, eventbridge, wait_until
 from tests.test_service import FakeSqs, service_for
@@ -117,62 +114,13 @@ async def test_alerts_of_concurrent_messages_share_one_call(moto_server: str) ->
 # ------------------------------------------------------------------ a scripted Security Hub
 
 
-@dataclass
-class FakeSecurityHub:
-    """POST /findings/import: answers 429 `throttle` times, then reports the ids in `fail` (id → error
-    codes, one per call) as FailedFindings and accepts the rest. `hold` (when set) delays every reply."""
-
-    throttle: int = 0
-    fail: dict[str, list[str]] = field(default_factory=dict)
-    reject_containing: str | None = None  # InvalidInput, always, for ids containing this
-    hold: asyncio.Event | None = None
-    requests: list[list[str]] = field(default_factory=list)
-    accepted: list[str] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        ids = [finding["Id"] for finding in body["Findings"]]
-        self.requests.append(ids)
-        if self.hold is not None:
-            await self.hold.wait()
-        if self.throttle:
-            self.throttle -= 1
-            return web.json_response(
-                {"message": "Rate exceeded"},
-                status=429,
-                headers={"x-amzn-ErrorType": "TooManyRequestsException"},
-            )
-        failed = []
-        for finding_id in ids:
-            codes = self.fail.get(finding_id)
-            if self.reject_containing and self.reject_containing in finding_id:
-                codes = ["InvalidInput"]
-            if codes:
-                failed.append({"Id": finding_id, "ErrorCode": codes.pop(0), "ErrorMessage": "scripted"})
-            else:
-                self.accepted.append(finding_id)
-        return web.json_response(
-            {"FailedCount": len(failed), "SuccessCount": len(ids) - len(failed), "FailedFindings": failed}
-        )
-
-
 @pytest.fixture
 async def fake_hub(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeSecurityHub, str]]:
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    hub = FakeSecurityHub()
-    app = web.Application()
-    app.router.add_post("/findings/import", hub.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield hub, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with FakeSecurityHub() as hub:
+        yield hub, hub.url
 
 
 def scripted_sink(endpoint: str, clock: FakeClock | None = None, **options: Any) -> SecurityHubSink:
@@ -258,13 +206,6 @@ async def test_a_finding_that_keeps_failing_fails_its_message_retryably(
     assert hub.accepted == [uid("a")]
 
 
-async def poll(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
-
-
 async def test_flush_returns_only_after_security_hub_accepted_the_batch(
     fake_hub: tuple[FakeSecurityHub, str],
 ) -> None:
@@ -273,8 +214,8 @@ async def test_flush_returns_only_after_security_hub_accepted_the_batch(
     sink = scripted_sink(endpoint)
     try:
         flushing: asyncio.Task[None] = asyncio.create_task(deliver(sink, sample_alert(event_id="a")))
-        await poll(lambda: bool(hub.requests), 10, "the import request")
-        await asyncio.sleep(0.05)  # let a wrongly early return happen, if it would
+        await wait_until(lambda: hub.requests, 10, "the import request")
+        # the poll above gave the flush many turns of the loop to return early, were it to
         assert not flushing.done(), "flush returned before Security Hub answered"
         hub.hold.set()
         await asyncio.wait_for(flushing, 10)
