@@ -1,8 +1,5 @@
 """kvs_sentinel: CloudTrail detections for Kinesis Video Streams security best practices."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("kvs-sentinel")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+# The one place the version is written: hatch reads it for the package metadata (pyproject.toml), so
+# start-up needs no importlib.metadata (which pulls in email, csv, zipfile… for every command).
+__version__ = "0.1.0"

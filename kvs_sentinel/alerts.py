@@ -68,10 +68,6 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     form: str | None = None
 
     @property
-    def denied(self) -> bool:
-        return self.error_code is not None
-
-    @property
     def detector_failed(self) -> bool:
         return DETECTOR_FAILED_TAG in self.tags
 

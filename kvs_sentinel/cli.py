@@ -13,10 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
-from tqdm import tqdm
 
 from kvs_sentinel import __version__
 from kvs_sentinel.config import LoadedConfig, SentinelConfig, compile_config, load_config
@@ -259,6 +259,23 @@ def _test(loaded: LoadedConfig, *, verbose: bool) -> int:
     return EXIT_FAILED if failed or untested else EXIT_OK
 
 
+def _progress_bar(shown: bool, total: int | None) -> Any:
+    """A tqdm bar on a terminal; imported only then (it costs start-up time every replay would pay)."""
+    if not shown:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, leave=False)
+
+
+class _NoProgress:
+    def update(self, count: int) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
     """-o and --summary-json before the replay: a bad path is known now, not after the work is done."""
     if args.output and args.output != "-":
@@ -270,14 +287,13 @@ def _check_outputs(args: argparse.Namespace) -> None:
 async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     stats = RunStats()
     show_progress = sys.stderr.isatty() and not args.no_progress
-    progress = tqdm(
-        total=None, unit="B", unit_scale=True, file=sys.stderr, disable=not show_progress, leave=False
-    )
-    source = FileSource(args.paths, stats, on_bytes=progress.update if show_progress else None)  # type: ignore[arg-type]
+    source = FileSource(args.paths, stats)
     if not source.names:
         print("kvs-sentinel: no input files found", file=sys.stderr)
         return EXIT_USAGE
-    progress.total = source.total_bytes()
+    progress = _progress_bar(show_progress, source.total_bytes())
+    if show_progress:
+        source.on_bytes = progress.update
     try:
         dispatcher = _dispatcher(args, loaded)
     except (DeliveryError, ConfigError) as exc:

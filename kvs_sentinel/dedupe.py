@@ -9,8 +9,8 @@ redelivered to a different task alerts again there. Within one task, a restart f
 That is the "exactly once, as far as an operator can tell" of the issue: duplicates need a failure *and*
 a redelivery to another task (or after a restart); nothing is ever lost for dedupe's sake.
 
-Record a pair only once its alert was delivered (`seen` after delivery, or `is_duplicate` before and
-`record` after): recording before a failed delivery would suppress the retry, and lose the alert.
+Ask `is_duplicate` before delivering and `record` only once the alert was delivered: recording before a
+failed delivery would suppress the retry, and lose the alert.
 Events without an eventID never dedupe. Memory is bounded: past `max_entries`, the oldest pair is
 forgotten first (a redelivery of it would alert again; SQS redeliveries come within minutes).
 """
@@ -37,37 +37,26 @@ class AlertDeduper:
         self.window_seconds = window_seconds
         self.max_entries = max_entries
         self.clock = clock
-        self.suppressed = 0  # repeats answered True by `seen`
-        # (scope, detector, event id) → when recorded. Insertion order is expiry order: the window is fixed.
-        self._recorded: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        # (detector, event id) → when recorded. Insertion order is expiry order: the window is fixed.
+        self._recorded: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._recorded)
 
-    def seen(self, detector_id: str, event_id: str | None, scope: str = "") -> bool:
-        """Whether this pair was already recorded within the window; records it if not.
-
-        `scope` narrows the key (a sink name, say, when each sink is deduplicated on its own)."""
-        if self.is_duplicate(detector_id, event_id, scope):
-            self.suppressed += 1
-            return True
-        self.record(detector_id, event_id, scope)
-        return False
-
-    def is_duplicate(self, detector_id: str, event_id: str | None, scope: str = "") -> bool:
+    def is_duplicate(self, detector_id: str, event_id: str | None) -> bool:
         """Whether the pair was recorded within the window, without recording it."""
         if not event_id:
             return False
         self._expire(self.clock())
-        return (scope, detector_id, event_id) in self._recorded
+        return (detector_id, event_id) in self._recorded
 
-    def record(self, detector_id: str, event_id: str | None, scope: str = "") -> None:
+    def record(self, detector_id: str, event_id: str | None) -> None:
         """Remember the pair from now on (a pair already remembered keeps its first time)."""
         if not event_id:
             return
         now = self.clock()
         self._expire(now)
-        key = (scope, detector_id, event_id)
+        key = (detector_id, event_id)
         if key in self._recorded:
             return
         self._recorded[key] = now

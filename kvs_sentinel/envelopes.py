@@ -71,47 +71,53 @@ Item = Event | Skipped | Malformed | LogFileRef
 
 
 class Document(NamedTuple):
-    """One unit of input: a whole JSON document, a chunk of a streamed array, or a batch of JSON Lines.
+    """A whole JSON document, of any form (an SQS body, a small file, one of concatenated documents)."""
 
-    kind "document": any form. kind "array": a JSON array of documents. kind "records": a JSON array holding
-    a slice of a log file's `Records`; `start` is the index of its first element in the whole array.
-    kind "lines": a list of JSON Lines, `start` being the number of the first.
-    """
-
-    data: bytes | str | list[bytes]
+    data: bytes | str
     location: Location
-    kind: str = "document"
+
+
+class LineBatch(NamedTuple):
+    """Consecutive JSON Lines of one input; `first_line` is the number of the first."""
+
+    lines: list[bytes]
+    location: Location
+    first_line: int = 1
+
+
+class ArrayChunk(NamedTuple):
+    """A JSON array whose elements are documents of any form: a top-level array, or a streamed slice of
+    one; `start` is the index of its first element in the whole array."""
+
+    data: bytes
+    location: Location
     start: int = 0
 
 
-def items_of(document: Document) -> Iterator[Item]:
-    """Every event, skip and malformed marker of one document."""
-    if document.kind == "lines":
-        return _lines(document)
-    if document.kind == "document":
-        return normalise(document.data, document.location)  # type: ignore[arg-type]
-    if document.kind == "records":
-        return _records(document.data, document.location, "", document.start)  # type: ignore[arg-type]
-    return _array_chunk(document)
+class RecordsChunk(NamedTuple):
+    """A JSON array of CloudTrail records: a log file's `Records`, or a streamed slice of them; `start` is
+    the index of its first element in the whole array."""
+
+    data: bytes | msgspec.Raw
+    location: Location
+    start: int = 0
 
 
-def _lines(document: Document) -> Iterator[Item]:
-    # The Processor has its own fast path for JSON Lines; this one serves tools and tests.
-    source = document.location.source
-    lines: list[bytes] = document.data  # type: ignore[assignment]
-    for number, line in enumerate(lines, document.start):
-        if line.strip():
-            yield from normalise(line, Location(source, number))
+# A unit of input, as the splitters cut files, log files and message bodies.
+Unit = Document | LineBatch | ArrayChunk | RecordsChunk
+# What the decode layer accepts: a unit, or a marker the splitter made for input it could not cut.
+Decodable = Unit | Malformed | Skipped
 
 
-def _array_chunk(document: Document) -> Iterator[Item]:
+def array_chunk_items(chunk: ArrayChunk) -> Iterator[Item]:
+    """Every item of each element of an array of documents."""
     try:
-        elements = RAW_LIST_DECODER.decode(document.data)  # type: ignore[arg-type]
+        elements = RAW_LIST_DECODER.decode(chunk.data)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
-        yield Malformed(document.location.describe(document.start), f"array chunk unreadable: {exc}")
+        yield Malformed(chunk.location.describe(chunk.start), f"array chunk unreadable: {exc}")
         return
     for offset, element in enumerate(elements):
-        yield from normalise(element, document.location, document.start + offset, "", 1)
+        yield from normalise(element, chunk.location, chunk.start + offset, "", 1)
 
 
 _BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
@@ -165,7 +171,7 @@ def classify(
         else:
             yield Event(doc, via + "record", location, index)
     elif doc.Records:
-        yield from _records(doc.Records, location, via)
+        yield from records_items(doc.Records, location, via)
     elif doc.detail_type is not None:
         yield from _eventbridge(doc, location, index, via)
     elif doc.Type is not None and doc.Message is not None:
@@ -184,7 +190,9 @@ def classify(
         yield Malformed(location.describe(index), "not a CloudTrail record nor a known envelope")
 
 
-def _records(raw: msgspec.Raw | bytes, location: Location, via: str, start: int = 0) -> Iterator[Item]:
+def records_items(
+    raw: msgspec.Raw | bytes, location: Location, via: str = "", start: int = 0
+) -> Iterator[Item]:
     form = via + "records"
     elements = records_of(raw)
     if elements is None:

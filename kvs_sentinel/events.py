@@ -186,7 +186,7 @@ class Location:
 class Event:
     """One CloudTrail record, with where it came from and how it was wrapped."""
 
-    __slots__ = ("_lazy", "doc", "envelope", "form", "index", "line", "location", "unreadable")
+    __slots__ = ("_lazy", "doc", "envelope", "form", "index", "line", "location", "plans", "unreadable")
 
     def __init__(
         self,
@@ -196,6 +196,7 @@ class Event:
         index: int | None,
         envelope: Doc | None = None,
         line: int | None = None,
+        plans: tuple[Any, ...] | None = None,
     ) -> None:
         self.doc = doc
         self.form = form
@@ -203,6 +204,7 @@ class Event:
         self.index = index
         self.envelope = envelope  # the EventBridge envelope, for its account and region
         self.line = line  # JSON Lines batches share one Location; the line is kept here instead
+        self.plans = plans  # the detectors' plans for its API call, when the decoder looked them up
         self._lazy: dict[str, Any] | None = None
         self.unreadable: list[str] | None = None  # lazy objects that could not be decoded
 

@@ -26,7 +26,7 @@ import structlog
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.dedupe import AlertDeduper
 from kvs_sentinel.engine import Outcome, Processor
-from kvs_sentinel.envelopes import Document, LogFileRef, Malformed, Skipped
+from kvs_sentinel.envelopes import LogFileRef, Malformed
 from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sinks.base import Sink
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from kvs_sentinel.metrics import Metrics  # prometheus_client: only `run` loads it
 
 log = structlog.get_logger("kvs_sentinel.pipeline")
-IDLE_TICK_SECONDS = 1.0
 
 
 @dataclass
@@ -97,36 +96,13 @@ class Pipeline:
     async def run(self, stop: asyncio.Event | None = None) -> PipelineCounts:
         stop = stop or asyncio.Event()
         queue: asyncio.Queue[Message | None] = asyncio.Queue(self.queue_size)
-        finished = asyncio.Event()
-        async with asyncio.TaskGroup() as outer:
-            outer.create_task(self._tick(finished))
-            try:
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(self._receive(queue, stop))
-                    for _ in range(self.workers):
-                        group.create_task(self._work(queue))
-            finally:
-                finished.set()
-        # the source is done: windows still open end now, and their summaries go out
-        await self.dispatcher.drain()
+        # the dispatcher sends grouping summaries as windows end; when the source is done, the windows
+        # still open end, and their summaries go out
+        async with self.dispatcher.running(), asyncio.TaskGroup() as group:
+            group.create_task(self._receive(queue, stop))
+            for _ in range(self.workers):
+                group.create_task(self._work(queue))
         return self.counts
-
-    async def _tick(self, finished: asyncio.Event) -> None:
-        """Send grouping summaries when windows end, until the workers are done."""
-        clock = self.dispatcher.clock
-        while not finished.is_set():
-            delay = self.dispatcher.seconds_to_next_deadline()
-            sleeper = asyncio.ensure_future(clock.sleep(IDLE_TICK_SECONDS if delay is None else delay))
-            waiter = asyncio.ensure_future(finished.wait())
-            try:
-                await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (sleeper, waiter):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-            if not finished.is_set():
-                await self.dispatcher.emit_due()
 
     async def _receive(self, queue: asyncio.Queue[Message | None], stop: asyncio.Event) -> None:
         messages = self.source.messages()
@@ -202,16 +178,11 @@ class Pipeline:
                 while True:
                     started = time.perf_counter()  # only the synchronous work: sinks' waits don't count
                     item = next(items, None)
-                    outcome = self.processor.process(item) if type(item) is Document else None
+                    outcome = self.processor.process(item) if item is not None else None
                     seconds += time.perf_counter() - started
-                    if item is None:
+                    if outcome is None:
                         break
-                    if outcome is not None:
-                        await self.deliver(outcome)
-                    elif type(item) is Malformed:
-                        stats.report_malformed(item)
-                    elif type(item) is Skipped:
-                        stats.skipped[item.reason] += 1
+                    await self.deliver(outcome)
                     records = stats.events - first_event
                     if records > budget.max_records or seconds > budget.max_seconds:
                         self._over_budget(ref, budget, records, seconds)

@@ -9,9 +9,11 @@ caller acknowledges a message only then. Suppressed alerts and grouped repeats c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fnmatch
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -25,6 +27,7 @@ from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock, Sink
 
 log = structlog.get_logger("kvs_sentinel.delivery")
 _MAX_SUMMARY_ATTEMPTS = 3
+IDLE_TICK_SECONDS = 1.0  # how often the timer looks again when no window is open
 
 
 class RouteSpec(BaseModel):
@@ -159,6 +162,34 @@ class Dispatcher:
                 "; ".join(f"sink {name}: {exc}" for name, exc in failures.items()),
                 retryable=all(exc.retryable for exc in failures.values()),
             )
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """While the block runs, summaries go out as grouping windows end (the dispatcher's own timer);
+        when it ends normally, every open window is closed and summarised (`drain`)."""
+        finished = asyncio.Event()
+        timer = asyncio.create_task(self._summarise_until(finished))
+        try:
+            yield
+        finally:
+            finished.set()
+            await timer
+        await self.drain()
+
+    async def _summarise_until(self, finished: asyncio.Event) -> None:
+        while not finished.is_set():
+            delay = self.seconds_to_next_deadline()
+            sleeper = asyncio.ensure_future(self.clock.sleep(IDLE_TICK_SECONDS if delay is None else delay))
+            waiter = asyncio.ensure_future(finished.wait())
+            try:
+                await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sleeper, waiter):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if not finished.is_set():
+                await self.emit_due()
 
     def seconds_to_next_deadline(self) -> float | None:
         if self._retry_summaries:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -144,3 +145,12 @@ def test_compiled_detectors_agree_with_the_reference_interpreter(
         assert bool(engine.evaluate(event)) == expected, (condition, raw)
         known = {"eventSource": raw.get("eventSource"), "eventName": raw.get("eventName")}
         assert bool(generate(specialise(detector.condition, known))(event)) == expected, (condition, raw)
+
+
+def test_generated_code_refuses_a_top_level_name_that_is_not_a_record_field() -> None:
+    from kvs_sentinel.detectors.conditions import FieldTest
+    from kvs_sentinel.detectors.operators import compile_operator
+
+    hostile = FieldTest("__class__.x", (compile_operator("exists", True),), 1.0)
+    with pytest.raises(ValueError, match="not a CloudTrail record field"):
+        generate(hostile)

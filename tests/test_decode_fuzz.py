@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from kvs_sentinel.config import load_config
 from kvs_sentinel.engine import Engine, Processor
-from kvs_sentinel.envelopes import Document
 from kvs_sentinel.events import Location
 from kvs_sentinel.sources.files import split_documents
 from kvs_sentinel.stats import RunStats
@@ -111,8 +110,7 @@ def _run(data: bytes, source: str) -> list[Any]:
     if data[:2] == b"\x1f\x8b":
         stream = gzip.GzipFile(fileobj=stream)  # as open_input does for files
     for item in split_documents(stream, Location(source)):
-        if type(item) is Document:
-            alerts += PROCESSOR.process(item).alerts
+        alerts += PROCESSOR.process(item).alerts
     return alerts
 
 

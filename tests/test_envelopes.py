@@ -7,15 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kvs_sentinel.decode import decode_all
 from kvs_sentinel.envelopes import (
     CLOUDTRAIL_DETAIL_TYPES,
     MAX_NESTING,
-    Document,
+    ArrayChunk,
     Item,
     LogFileRef,
     Malformed,
+    RecordsChunk,
     Skipped,
-    items_of,
     normalise,
 )
 from kvs_sentinel.events import Event, Location
@@ -345,19 +346,19 @@ def test_eventbridge_with_non_string_detail_type_does_not_raise():
 # ---------------------------------------------------------------- chunks of streamed files
 def test_records_chunk_indexes_start_at_the_chunk_offset():
     data = json.dumps([record("a"), 7, record("b")]).encode()
-    items = list(items_of(Document(data, Location("f"), "records", 100)))
+    items = list(decode_all(RecordsChunk(data, Location("f"), 100)))
     assert events(items) == [("a", "records", "f record 100"), ("b", "records", "f record 102")]
     assert Malformed("f record 101", "record is not a JSON object") in items
 
 
 def test_array_chunk_indexes_start_at_the_chunk_offset():
     data = json.dumps([record("a"), sns(record("b"))]).encode()
-    items = list(items_of(Document(data, Location("f"), "array", 10)))
+    items = list(decode_all(ArrayChunk(data, Location("f"), 10)))
     assert events(items) == [("a", "record", "f record 10"), ("b", "sns/record", "f record 11")]
 
 
 def test_unreadable_array_chunk_is_malformed():
-    items = list(items_of(Document(b"[{", Location("f"), "array", 3)))
+    items = list(decode_all(ArrayChunk(b"[{", Location("f"), 3)))
     assert len(items) == 1
     assert isinstance(items[0], Malformed)
     assert items[0].where == "f record 3"

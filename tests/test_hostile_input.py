@@ -18,7 +18,7 @@ from kvs_sentinel.cli import main
 from kvs_sentinel.config import LoadedConfig, load_config
 from kvs_sentinel.detectors.checks import check
 from kvs_sentinel.engine import Engine, Processor
-from kvs_sentinel.envelopes import Document, LogFileRef, Malformed
+from kvs_sentinel.envelopes import Document, LineBatch, LogFileRef, Malformed
 from kvs_sentinel.events import Location
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.sources import files
@@ -105,12 +105,9 @@ def _judge(processor: Processor, items: Iterator[FileItem]) -> tuple[list[Any], 
     alerts: list[Any] = []
     malformed = 0
     for item in items:
-        if type(item) is Document:
-            outcome = processor.process(item)
-            alerts += outcome.alerts
-            malformed += outcome.malformed
-        elif type(item) is Malformed:
-            malformed += 1
+        outcome = processor.process(item)
+        alerts += outcome.alerts
+        malformed += outcome.malformed
     return alerts, malformed
 
 
@@ -203,7 +200,7 @@ def test_a_flood_of_blank_lines_is_skipped_whole_and_numbering_holds(
     data = good + flood + good
     after_flood = flood.count(b"\n") + 2
     items = list(split_documents(io.BytesIO(data), Location("f.jsonl"), whole_file_limit=whole_file_limit))
-    lines_held = sum(len(item.data) for item in items if type(item) is Document)
+    lines_held = sum(len(item.lines) for item in items if type(item) is LineBatch)
     assert lines_held < 100  # the flood never became line objects
     alerts, malformed = _judge(processor, iter(items))
     assert malformed == 0

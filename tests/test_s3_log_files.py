@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from kvs_sentinel.envelopes import Document, LogFileRef, Malformed, items_of
+from kvs_sentinel.decode import decode_all
+from kvs_sentinel.envelopes import LogFileRef, Malformed
 from kvs_sentinel.events import Event, Location
 from kvs_sentinel.sources.s3 import (
     LogFileError,
@@ -54,8 +55,8 @@ async def put(key: str, body: bytes) -> None:
 def events_of(items: list[Any]) -> list[Event]:
     events: list[Event] = []
     for item in items:
-        assert type(item) is Document, item
-        events.extend(e for e in items_of(item) if type(e) is Event)
+        assert not isinstance(item, Malformed), item
+        events.extend(e for e in decode_all(item) if type(e) is Event)
     return events
 
 

@@ -19,7 +19,7 @@ from kvs_sentinel.detectors.conditions import (
     Predicate,
     with_memo,
 )
-from kvs_sentinel.events import LAZY_FIELDS, dig
+from kvs_sentinel.events import LAZY_FIELDS, dig, split_field_path
 
 
 def generate(node: Node) -> Predicate:
@@ -72,8 +72,12 @@ class _Writer:
         return inline if inline is not None else f"{self.bind(node.tests[0])}({value})"
 
     def fetch(self, path: str) -> str:
-        """An expression for the value at `path`: dict lookups, `_dig` when the path meets a non-dict."""
-        head, *keys = path.split(".")
+        """An expression for the value at `path`: dict lookups, `_dig` when the path meets a non-dict.
+
+        The top-level name is the only text taken from a path into the source unquoted, so it is checked
+        here (a CloudTrail record field, hence an identifier), whatever the caller checked before."""
+        head, key_tuple = split_field_path(path)  # ValueError unless head is a record field
+        keys = list(key_tuple)
         top = f"event.lazy({head!r})" if head in LAZY_FIELDS else f"doc.{head}"
         if not keys:
             return top
@@ -90,22 +94,10 @@ class _Writer:
         return f"_dig({top}, {whole})"
 
     def inline_test(self, node: FieldTest, value: str) -> str | None:
-        """eq/in on strings and exists, written out; other operators call their compiled test."""
-        if len(node.operations) != 1:
+        """The test written out where its operator offers an expression (operators.py `_inlinable`: eq and
+        in on strings, exists); other operators call their compiled test."""
+        inline = getattr(node.tests[0], "inline", None)
+        if inline is None:
             return None
-        name, argument = node.operations[0]
-        if name == "exists" and isinstance(argument, bool):
-            return f"({value} is not None)" if argument else f"({value} is None)"
-        held = self.fresh()
-        if name == "eq" and isinstance(argument, str):
-            constant = self.bind(argument)
-            equal = f"({held} := {value}) == {constant}"
-            return f"({equal} or (type({held}) is list and {constant} in {held}))"
-        if name == "in" and isinstance(argument, list) and all(isinstance(a, str) for a in argument):
-            constant = self.bind(frozenset(argument))
-            # the condition of `a if c else b` runs first, so the value is taken there
-            return (
-                f"({held} in {constant} if type({held} := {value}) is str "
-                f"else (type({held}) is list and any(type(_e) is str and _e in {constant} for _e in {held})))"
-            )
-        return None
+        template, constant = inline
+        return str(template.format(value=value, held=self.fresh(), constant=self.bind(constant)))

@@ -257,7 +257,6 @@ class DetectorCompiler:
         else:
             operations = [("eq", spec)]
         tests = []
-        resolved = []
         for name, argument in operations:
             where = f"{here}.{name}" if isinstance(spec, dict) else here
             value = self.resolve(argument, where)
@@ -265,11 +264,10 @@ class DetectorCompiler:
                 tests.append(compile_operator(name, value))
             except ValueError as exc:
                 raise self._blame_lists(name, argument, where) or self.fail(where, str(exc)) from None
-            resolved.append((name, value))
         head = path_text.split(".", 1)[0]
         cost = (LAZY_FIELD_COST if head in LAZY_FIELDS else 1.0) + path_text.count(".") * 0.25
         cost += sum(OPERATOR_COST.get(name, 1.0) for name, _ in operations)
-        return FieldTest(path_text, tuple(tests), cost, None, tuple(resolved))
+        return FieldTest(path_text, tuple(tests), cost)
 
     def _blame_lists(self, operator: str, argument: Any, where: str) -> ConfigError | None:
         """When an operator fails on the values of named lists, every bad entry, named in its list's file."""

@@ -24,7 +24,6 @@ Predicate = Callable[[Event], bool]
 LAZY_FIELD_COST = 4.0
 CHECK_COST = 20.0
 OPERATOR_COST = {"glob": 1.5, "iglob": 1.5, "regex": 1.5, "iregex": 1.5, "cidr": 1.5, "is_ip": 1.5}
-INDEXED_FIELDS = ("eventSource", "eventName")
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +32,6 @@ class FieldTest:
     tests: tuple[Test, ...]
     cost: float
     memo_key: str | None = None
-    operations: tuple[tuple[str, Any], ...] = ()  # (operator, resolved argument), for code generation
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,7 +18,7 @@ from kvs_sentinel.alerts import Alert
 from kvs_sentinel.detectors.compiler import Detector
 from kvs_sentinel.detectors.spec import ExampleSpec
 from kvs_sentinel.engine import Engine, Outcome, Processor
-from kvs_sentinel.envelopes import Document
+from kvs_sentinel.envelopes import Decodable, Document
 from kvs_sentinel.errors import InputError
 from kvs_sentinel.events import Location
 from kvs_sentinel.sources.files import read_documents
@@ -90,7 +90,7 @@ def _run_example(engine: Engine, detector: Detector, example: ExampleSpec) -> It
     if example.file is not None:
         path = detector.origin.parent / example.file
         try:
-            documents = [item for item in read_documents(str(path)) if isinstance(item, Document)]
+            documents = list(read_documents(str(path)))
         except InputError as exc:
             yield ExampleResult(detector.id, example.name, "file", False, str(exc))
             return
@@ -98,7 +98,7 @@ def _run_example(engine: Engine, detector: Detector, example: ExampleSpec) -> It
 
 
 def _judge(
-    engine: Engine, detector: Detector, example: ExampleSpec, form: str, documents: Sequence[Document]
+    engine: Engine, detector: Detector, example: ExampleSpec, form: str, documents: Sequence[Decodable]
 ) -> ExampleResult:
     stats = RunStats()
     processor = Processor(engine, stats)

@@ -48,6 +48,17 @@ def compile_operator(name: str, argument: Any) -> Test:
     return _any_element(test)
 
 
+def _inlinable(test: Test, template: str, constant: Any = None) -> Test:
+    """Give the code generator this test as an expression, so a detector runs it without a call.
+
+    `template` must compute exactly what `test` does: `{value}` is the value's expression (used once),
+    `{held}` a fresh name holding it, `{constant}` a name bound to `constant`. The two forms are written
+    side by side here; tests/test_codegen.py checks generated code against the tests themselves.
+    """
+    test.inline = (template, constant)  # type: ignore[attr-defined]
+    return test
+
+
 def _handles_lists(test: Test) -> Test:
     """Mark a test that already answers for None and lists itself (saves a call per value on hot paths)."""
     test.handles_lists = True  # type: ignore[attr-defined]
@@ -127,7 +138,11 @@ def _eq(argument: Any) -> Test:
         raise ValueError(f"eq takes a string, number or boolean, got {argument!r}")
     if type(argument) is str:
         # Only a str equals a str, so no type checks: None and dicts are simply unequal.
-        return _handles_lists(lambda value: value == argument or (type(value) is list and argument in value))
+        return _inlinable(
+            _handles_lists(lambda value: value == argument or (type(value) is list and argument in value)),
+            "(({held} := {value}) == {constant} or (type({held}) is list and {constant} in {held}))",
+            argument,
+        )
     return lambda value: _same(value, argument)
 
 
@@ -152,7 +167,13 @@ def _in(argument: Any) -> Test:
                 return value in strings
             return type(value) is list and any(type(v) is str and v in strings for v in value)
 
-        return _handles_lists(test)
+        # the condition of `a if c else b` runs first, so the value is taken there
+        return _inlinable(
+            _handles_lists(test),
+            "({held} in {constant} if type({held} := {value}) is str "
+            "else (type({held}) is list and any(type(_e) is str and _e in {constant} for _e in {held})))",
+            strings,
+        )
     return lambda value: (value in strings) if type(value) is str else any(_same(value, o) for o in others)
 
 
@@ -263,8 +284,8 @@ def _exists(argument: Any) -> Test:
     if not isinstance(argument, bool):
         raise ValueError(f"exists takes true or false, got {argument!r}")
     if argument:
-        return lambda value: value is not None
-    return lambda value: value is None
+        return _inlinable(lambda value: value is not None, "({value} is not None)")
+    return _inlinable(lambda value: value is None, "({value} is None)")
 
 
 def _number(value: Any) -> float | None:

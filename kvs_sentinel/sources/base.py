@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from kvs_sentinel.envelopes import Document
+from kvs_sentinel.envelopes import Decodable
 
 
 class Message(Protocol):
     """A unit of work that is acknowledged only after its alerts are delivered."""
 
     id: str
-    documents: Sequence[Document]
+
+    @property
+    def documents(self) -> Sequence[Decodable]: ...
 
     async def ack(self) -> None: ...
 

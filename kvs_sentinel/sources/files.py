@@ -18,7 +18,15 @@ from typing import BinaryIO
 
 import msgspec
 
-from kvs_sentinel.envelopes import Document, Malformed, Skipped
+from kvs_sentinel.envelopes import (
+    ArrayChunk,
+    Decodable,
+    Document,
+    LineBatch,
+    Malformed,
+    RecordsChunk,
+    Skipped,
+)
 from kvs_sentinel.errors import InputError
 from kvs_sentinel.events import RAW_LIST_DECODER, Location
 from kvs_sentinel.sources.array_scan import element_spans
@@ -64,7 +72,9 @@ NOT_EVENT_SUFFIXES = frozenset(
     }
 )
 
-FileItem = Document | Malformed | Skipped
+FileItem = Decodable
+# The unit a cut array becomes: documents of any form, or a log file's records.
+Chunk = type[ArrayChunk] | type[RecordsChunk]
 TOO_DEEP = "JSON nested too deeply"
 
 
@@ -187,22 +197,22 @@ def _json_error(data: bytes | memoryview) -> str | None:
     return None
 
 
-def _array_start(buf: bytes) -> tuple[int, str] | None:
-    """Where the body of a top-level array or of a log file's `Records` begins, and the Document kind."""
+def _array_start(buf: bytes) -> tuple[int, Chunk] | None:
+    """Where the body of a top-level array or of a log file's `Records` begins, and what its chunks are."""
     start = _WHITESPACE.match(buf).end()  # type: ignore[union-attr]
     if buf[start : start + 1] == b"[":
-        return start + 1, "array"
+        return start + 1, ArrayChunk
     records = _RECORDS_PREFIX.match(buf)
-    return (records.end(), "records") if records else None
+    return (records.end(), RecordsChunk) if records else None
 
 
 def _scanned_array(
-    buf: bytes, start: int, location: Location, kind: str, index: int = 0
+    buf: bytes, start: int, location: Location, chunk: Chunk, index: int = 0
 ) -> Iterator[FileItem]:
     """An array some element of which nests deeper than the decoder goes: cut by scanning, so that the
     too-deep elements alone are malformed."""
     cut = element_spans(buf, start)
-    yield from _elements(buf, cut.spans, location, kind, index)
+    yield from _elements(buf, cut.spans, location, chunk, index)
     if not cut.closed:
         yield Malformed(
             location.describe(index + len(cut.spans)), "file ends inside the array: truncated or broken JSON"
@@ -210,7 +220,7 @@ def _scanned_array(
 
 
 def _elements(
-    buf: bytes, spans: list[tuple[int, int]], location: Location, kind: str, index: int
+    buf: bytes, spans: list[tuple[int, int]], location: Location, chunk: Chunk, index: int
 ) -> Iterator[FileItem]:
     """Documents of consecutive readable elements, and each unreadable one as Malformed."""
     run: list[bytes] = []
@@ -224,11 +234,11 @@ def _elements(
             run.append(element)
             continue
         if run:
-            yield Document(b"[" + b",".join(run) + b"]", location, kind, run_index)
+            yield chunk(b"[" + b",".join(run) + b"]", location, run_index)
             run = []
         yield Malformed(location.describe(index + offset), f"record unreadable: {complaint}")
     if run:
-        yield Document(b"[" + b",".join(run) + b"]", location, kind, run_index)
+        yield chunk(b"[" + b",".join(run) + b"]", location, run_index)
 
 
 def _lines_of(buf: bytes) -> list[bytes]:
@@ -325,7 +335,7 @@ def _json_lines(pieces: Iterable[LinePiece], location: Location) -> Iterator[Fil
         assert type(lines) is list
         for offset in range(0, len(lines), LINES_PER_DOCUMENT):
             batch = lines[offset : offset + LINES_PER_DOCUMENT]
-            yield Document(batch, location, "lines", number)
+            yield LineBatch(batch, location, number)
             number += len(batch)
 
 
@@ -334,11 +344,11 @@ def _split_stream(head: bytes, stream: BinaryIO, location: Location) -> Iterator
         head = head[len(_BOM) :]
     start = len(head) - len(head.lstrip())
     if head[start : start + 1] == b"[":
-        yield from _stream_array(head[start + 1 :], stream, location, "array")
+        yield from _stream_array(head[start + 1 :], stream, location, ArrayChunk)
         return
     records = _RECORDS_PREFIX.match(head)
     if records:
-        yield from _stream_array(head[records.end() :], stream, location, "records")
+        yield from _stream_array(head[records.end() :], stream, location, RecordsChunk)
         return
     if _first_line_is_json(head):
         yield from _json_lines(_stream_lines(head, stream), location)
@@ -381,7 +391,7 @@ def _stream_lines(head: bytes, stream: BinaryIO) -> Iterator[LinePiece]:
         yield [pending]
 
 
-def _stream_array(buf: bytes, stream: BinaryIO, location: Location, kind: str) -> Iterator[FileItem]:
+def _stream_array(buf: bytes, stream: BinaryIO, location: Location, chunk: Chunk) -> Iterator[FileItem]:
     """Cut a streamed array into chunks of whole elements; `buf` starts just after the opening '['."""
     index = 0
     eof = False
@@ -394,7 +404,7 @@ def _stream_array(buf: bytes, stream: BinaryIO, location: Location, kind: str) -
             break
         cut = _last_boundary(buf)
         if cut is None and (scanned := element_spans(buf, 0)).spans:
-            yield from _elements(buf, scanned.spans, location, kind, index)
+            yield from _elements(buf, scanned.spans, location, chunk, index)
             if scanned.closed:
                 return
             index += len(scanned.spans)
@@ -412,15 +422,15 @@ def _stream_array(buf: bytes, stream: BinaryIO, location: Location, kind: str) -
             buf += more
             continue
         end, resume, count = cut
-        yield Document(b"[" + buf[:end] + b"]", location, kind, index)
+        yield chunk(b"[" + buf[:end] + b"]", location, index)
         index += count
         buf = buf[resume:]
-    yield from _array_tail(buf, location, kind, index)
+    yield from _array_tail(buf, location, chunk, index)
 
 
-def _array_tail(buf: bytes, location: Location, kind: str, index: int) -> Iterator[FileItem]:
+def _array_tail(buf: bytes, location: Location, chunk: Chunk, index: int) -> Iterator[FileItem]:
     body = buf.rstrip()
-    closing = b"}" if kind == "records" else b""
+    closing = b"}" if chunk is RecordsChunk else b""
     if closing and body.endswith(closing):
         body = body[:-1].rstrip()
     if body.endswith(b"]"):
@@ -428,14 +438,14 @@ def _array_tail(buf: bytes, location: Location, kind: str, index: int) -> Iterat
             return
         document = b"[" + body[:-1] + b"]"
         if _json_error(document) == TOO_DEEP:
-            yield from _scanned_array(document, 1, location, kind, index)
+            yield from _scanned_array(document, 1, location, chunk, index)
         else:
-            yield Document(document, location, kind, index)
+            yield chunk(document, location, index)
         return
-    yield from _salvage(buf, location, kind, index)
+    yield from _salvage(buf, location, chunk, index)
 
 
-def _salvage(buf: bytes, location: Location, kind: str, index: int) -> Iterator[FileItem]:
+def _salvage(buf: bytes, location: Location, chunk: Chunk, index: int) -> Iterator[FileItem]:
     """A truncated array: keep every whole element before the break, found one by one, then report it."""
     view = memoryview(buf)
     position, end = 0, 0
@@ -453,7 +463,7 @@ def _salvage(buf: bytes, location: Location, kind: str, index: int) -> Iterator[
             break
         end, position, count = element_end, element_end + 1, count + 1
     if count:
-        yield Document(b"[" + buf[:end] + b"]", location, kind, index)
+        yield chunk(b"[" + buf[:end] + b"]", location, index)
     yield Malformed(location.describe(index + count), "file ends inside the array: truncated or broken JSON")
 
 

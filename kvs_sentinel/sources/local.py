@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from kvs_sentinel.envelopes import Document, Malformed, Skipped
+from kvs_sentinel.envelopes import Decodable, LineBatch, Malformed, Skipped
 from kvs_sentinel.errors import InputError
 from kvs_sentinel.events import Location
 from kvs_sentinel.sources.files import STDIN, expand_paths, open_input, split_documents
@@ -22,10 +22,10 @@ TYPICAL_EVENT_BYTES = 1500
 
 @dataclass
 class FileBatch:
-    """Documents from local files. Nothing to acknowledge: a failed delivery is counted by the pipeline."""
+    """Units cut from local files. Nothing to acknowledge: a failed delivery is counted by the pipeline."""
 
     id: str
-    documents: Sequence[Document] = field(default_factory=list)
+    documents: Sequence[Decodable] = field(default_factory=list)
 
     async def ack(self) -> None:
         return None
@@ -54,7 +54,7 @@ class FileSource:
             return None
 
     async def messages(self) -> AsyncIterator[FileBatch]:
-        batch: list[Document] = []
+        batch: list[Decodable] = []
         weight = 0  # about how many events the batch holds: its memory bound
         count = 0
         for name in self.names:
@@ -68,18 +68,13 @@ class FileSource:
             try:
                 location = Location("<stdin>" if name == STDIN else name)
                 for item in split_documents(stream, location):
-                    if type(item) is Document:
-                        batch.append(item)
-                        weight += _weight(item)
-                        if weight >= self.batch_documents:
-                            position = self._progress(raw, position)
-                            count += 1
-                            yield FileBatch(f"batch-{count}", batch)
-                            batch, weight = [], 0
-                    elif type(item) is Malformed:
-                        self.stats.report_malformed(item)
-                    elif type(item) is Skipped:
-                        self.stats.skipped[item.reason] += 1
+                    batch.append(item)  # markers too: the decode layer counts them
+                    weight += _weight(item)
+                    if weight >= self.batch_documents:
+                        position = self._progress(raw, position)
+                        count += 1
+                        yield FileBatch(f"batch-{count}", batch)
+                        batch, weight = [], 0
                 self.stats.files_read += 1
                 self._progress(raw, position)
             finally:
@@ -103,8 +98,10 @@ class FileSource:
         return None
 
 
-def _weight(document: Document) -> int:
-    """About how many events a document holds, without decoding it (streamed chunks are megabytes)."""
-    if document.kind == "lines":
-        return len(document.data)
-    return 1 + len(document.data) // TYPICAL_EVENT_BYTES
+def _weight(item: Decodable) -> int:
+    """About how many events a unit holds, without decoding it (streamed chunks are megabytes)."""
+    if isinstance(item, LineBatch):
+        return len(item.lines)
+    if isinstance(item, Malformed | Skipped):
+        return 1
+    return 1 + len(item.data) // TYPICAL_EVENT_BYTES

@@ -136,7 +136,6 @@ class SqsSource:
         self.clock = clock
         self.counts = SqsCounts()
         self.ready = False  # the last SQS call succeeded: for /readyz
-        self.last_receive_at: float | None = None  # clock.monotonic() of the last ReceiveMessage answer
         self._slots = asyncio.BoundedSemaphore(config.max_in_flight)
         self._held = 0
         self._stopping = asyncio.Event()
@@ -291,7 +290,6 @@ class SqsSource:
             MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         )
         self.ready = True
-        self.last_receive_at = self.clock.monotonic()
         received = [self._message(raw) for raw in response.get("Messages", [])[:count]]
         self.counts.received += len(received)
         return received
