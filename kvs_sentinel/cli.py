@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(replay)
     replay.add_argument("--output", "-o", help="where alerts go, as JSON Lines (default: stdout)")
     replay.add_argument(
+        "--format",
+        choices=["alert", "ocsf"],
+        default="alert",
+        help="JSON Lines of alerts, or of OCSF Detection Findings (for Security Lake); default: alert",
+    )
+    replay.add_argument(
         "--summary-json", type=Path, help="also write the closing summary as JSON to this file"
     )
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
@@ -322,10 +328,12 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 def _dispatcher(args: argparse.Namespace, loaded: LoadedConfig) -> Dispatcher:
     """JSON Lines to stdout or --output; with --deliver, the configured sinks, routes and flood control."""
     if not args.deliver:
-        sinks: list[Sink] = [JsonLinesSink(args.output)]
+        sinks: list[Sink] = [JsonLinesSink(args.output, format=args.format)]
         return Dispatcher.broadcast(sinks)
-    if args.output:
-        raise ConfigError("--deliver sends to the configured sinks; --output is for JSON Lines, not both")
+    if args.output or args.format != "alert":
+        raise ConfigError(
+            "--deliver sends to the configured sinks; --output and --format are for JSON Lines, not both"
+        )
     delivery = loaded.delivery
     if not delivery.sinks:
         raise ConfigError(f"{loaded.path}: --deliver needs a sinks section (see config/sentinel.yaml)")

@@ -139,6 +139,7 @@ class Metrics:
         self.last_lag = Gauge(
             f"{PREFIX}_event_lag_last_seconds", "the lag of the last event observed", registry=self.registry
         )
+        self._lag_max: float | None = None  # the largest lag since take_lag_max() (CloudWatch EMF)
 
     def watch_source(self, queue: str, counts: Callable[[], Mapping[str, int]]) -> None:
         """Export a source's counters (`SqsSource.counts.as_dict`), read at each scrape."""
@@ -170,6 +171,12 @@ class Metrics:
             lag = max(0.0, lag)  # a clock a little behind CloudTrail's is not negative lag
             self.lag.observe(lag)
             self.last_lag.set(lag)
+            self._lag_max = lag if self._lag_max is None else max(self._lag_max, lag)
+        return lag
+
+    def take_lag_max(self) -> float | None:
+        """The largest lag observed since the last call (None: no event), and start a new interval."""
+        lag, self._lag_max = self._lag_max, None
         return lag
 
     def render(self) -> bytes:

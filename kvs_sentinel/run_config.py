@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kvs_sentinel.dedupe import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW_SECONDS
+from kvs_sentinel.emf import EmfConfig
 from kvs_sentinel.env_refs import validate_options
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.sources.s3 import MAX_OBJECT_BYTES, MAX_RECORDS, MAX_SECONDS, MAX_UNZIPPED_BYTES
@@ -77,6 +78,17 @@ class ServiceConfig(BaseModel):
     def _known_state(cls, url: str) -> str:
         check_state_url(url)
         return url
+
+    cloudwatch_emf: EmfConfig | None = Field(
+        None, description="true, or options: write the metrics as CloudWatch EMF log lines (emf.py)"
+    )
+
+    @field_validator("cloudwatch_emf", mode="before")
+    @classmethod
+    def _emf_switch(cls, value: Any) -> Any:
+        if value is True:
+            return EmfConfig.model_validate({})
+        return None if value is False else value
 
     @model_validator(mode="after")
     def _close_within_grace(self) -> ServiceConfig:

@@ -26,6 +26,7 @@ import structlog
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.config import LoadedConfig
 from kvs_sentinel.dedupe import AlertDeduper
+from kvs_sentinel.emf import EmfConfig, EmfEmitter
 from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.envelopes import LogFileRef
 from kvs_sentinel.errors import ConfigError, DeliveryError
@@ -200,6 +201,8 @@ class Service:
             settings.health_port, self.is_alive, self.is_ready, self.metrics, host=settings.health_host
         )
         await stack.enter_async_context(self.health)
+        if settings.cloudwatch_emf is not None:
+            self._start_emf(stack, settings.cloudwatch_emf)
         self.metrics.watch_stats(self.stats)
         source = MergedSource(self.sources)
         stack.push_async_callback(source.aclose)  # on any way out; a second close does nothing
@@ -230,6 +233,18 @@ class Service:
         stack.push_async_callback(store.aclose)
         log.info("state_opened", state=settings.state.split(":", 1)[0])
         return store
+
+    def _start_emf(self, stack: AsyncExitStack, config: EmfConfig) -> None:
+        """EMF lines every interval; the last one after the drain (the stack closes after the sources)."""
+        emitter = EmfEmitter(self.metrics, config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(emitter.run(stop))
+
+        async def finish() -> None:
+            stop.set()
+            await task
+
+        stack.push_async_callback(finish)
 
     async def _started_before_stop(self, start: asyncio.Task[object]) -> bool:
         """Wait for start-up unless a stop comes first; then cancel it (a queue check can hang for

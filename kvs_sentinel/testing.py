@@ -1,4 +1,5 @@
-"""Fakes for your own tests: a clock, a Slack webhook server, a recording sink, in-memory messages.
+"""Fakes for your own tests: a clock, a Slack webhook server, a Security Hub server, a recording sink,
+in-memory messages.
 
 `FakeSlackWebhook` is a real HTTP server on 127.0.0.1 that behaves like Slack's incoming-webhook endpoint:
 it records every payload and answers what you script (`200 ok` unless told otherwise): 429 with
@@ -160,6 +161,84 @@ class FakeSlackWebhook:
             self._runner = None
 
     async def __aenter__(self) -> FakeSlackWebhook:
+        return await self.start()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class FakeSecurityHub:
+    """A real HTTP server on 127.0.0.1 that speaks Security Hub's BatchImportFindings (JSON over HTTP), for
+    what moto does not do: it answers 429 `throttle` times, then reports the finding ids in `fail` as
+    FailedFindings (one error code per call, in order; `reject_containing` rejects every id containing
+    that text with InvalidInput) and accepts the rest into `findings` (by Id: a re-import updates).
+    While `hold` is set, replies wait until it is released. Point a sink's `endpoint_url` at `url`.
+
+        async with FakeSecurityHub() as hub:
+            hub.fail["kvs-sentinel/kvs-x/e-1"] = ["InternalException"]
+            sink = SecurityHubSink("hub", SecurityHubConfig(endpoint_url=hub.url, region="eu-west-1",
+                                                            account_id="111122223333"))
+    """
+
+    def __init__(self) -> None:
+        self.throttle = 0
+        self.fail: dict[str, list[str]] = {}
+        self.reject_containing: str | None = None
+        self.hold: asyncio.Event | None = None
+        self.requests: list[list[str]] = []
+        self.findings: dict[str, dict[str, Any]] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def accepted(self) -> list[str]:
+        return list(self.findings)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        findings = (await request.json())["Findings"]
+        self.requests.append([finding["Id"] for finding in findings])
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.throttle:
+            self.throttle -= 1
+            headers = {"x-amzn-ErrorType": "TooManyRequestsException"}
+            return web.json_response({"message": "Rate exceeded"}, status=429, headers=headers)
+        failed = []
+        for finding in findings:
+            codes = self.fail.get(finding["Id"])
+            if self.reject_containing and self.reject_containing in finding["Id"]:
+                codes = ["InvalidInput"]
+            if codes:
+                failed.append({"Id": finding["Id"], "ErrorCode": codes.pop(0), "ErrorMessage": "scripted"})
+            else:
+                self.findings[finding["Id"]] = finding
+        answer = {"FailedCount": len(failed), "SuccessCount": len(findings) - len(failed)}
+        return web.json_response(answer | {"FailedFindings": failed})
+
+    async def start(self) -> FakeSecurityHub:
+        app = web.Application()
+        app.router.add_post("/findings/import", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self
+
+    async def close(self) -> None:
+        if self.hold is not None:
+            self.hold.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeSecurityHub:
         return await self.start()
 
     async def __aexit__(

@@ -52,6 +52,11 @@ TASK_ROLE_ACTIONS = {
     "sqs:GetQueueAttributes": {"Fn::GetAtt": ["Queue", "Arn"]},
     "sns:Publish": {"Ref": "AlertTopic"},
     "s3:GetObject": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${TrailBucketName}/*"},
+    # the default product of this account: the resource BatchImportFindings is authorised on
+    "securityhub:BatchImportFindings": {
+        "Fn::Sub": "arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/"
+        "${AWS::AccountId}/default"
+    },
 }
 
 
@@ -141,12 +146,18 @@ def test_task_role_allows_exactly_the_sentinels_actions_on_its_own_resources(
             (resource,) = as_list(statement["Resource"])
             granted[action] = resource
     assert granted == TASK_ROLE_ACTIONS
-    # the S3 statement exists only when the S3 path is used
+    # the S3 statement exists only when the S3 path is used, Security Hub's only with its sink
     (policy,) = role["Policies"]
     conditional = [s for s in policy["PolicyDocument"]["Statement"] if "Fn::If" in s]
-    assert [c["Fn::If"][0] for c in conditional] == ["UseS3Path"]
+    assert [c["Fn::If"][0] for c in conditional] == ["UseS3Path", "UseSecurityHub"]
     assert conditional[0]["Fn::If"][1]["Action"] == "s3:GetObject"
+    assert conditional[1]["Fn::If"][1]["Action"] == "securityhub:BatchImportFindings"
+    assert conditional[1]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
     assert template["Conditions"]["UseS3Path"]  # the bucket parameter being set
+    assert template["Conditions"]["UseSecurityHub"] == {
+        "Fn::And": [{"Condition": "IsSentinel"}, {"Fn::Equals": [{"Ref": "EnableSecurityHub"}, "true"]}]
+    }
+    assert template["Parameters"]["EnableSecurityHub"]["Default"] == "false", "opt-in"
 
 
 def test_execution_role_reads_only_the_slack_secret_and_decrypts_only_with_a_given_key(
@@ -285,35 +296,190 @@ def test_task_runs_on_fargate_with_health_check_stop_timeout_and_logs(template: 
     assert template["Resources"]["LogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
-def test_rendered_configuration_is_valid_and_exits_before_the_stop_timeout(
-    template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def rendered_config(
+    template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, security_hub: bool
+) -> Any:
+    """The task's configuration as the stack renders it, loaded as `run` would."""
     container = the_container(template)
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
     body, variables = environment["KVS_SENTINEL_CONFIG_YAML"]["Fn::Sub"]
     parameters = template["Parameters"]
+    _, with_hub, without_hub = variables["SecurityHubSink"]["Fn::If"]
     values = {
         "Producers": '", "'.join(parameters["ProducerPrincipalPatterns"]["Default"].split(",")),
         "ProducerNames": '", "'.join(parameters["ProducerRoleNames"]["Default"].split(",")),
         "Networks": '", "'.join(parameters["TrustedNetworks"]["Default"].split(",")),
         "AWS::StackName": "kvs-sentinel",
+        "AWS::AccountId": "111122223333",
         "Queue": "https://sqs.eu-west-1.amazonaws.com/111122223333/kvs-sentinel-events",
         "AlertTopic": "arn:aws:sns:eu-west-1:111122223333:kvs-sentinel-alerts",
     }
+
+    def substitute(text: str) -> str:
+        return re.sub(r"\$\{(?!!)([^}]+)\}", lambda m: values[m.group(1)], text).replace("${!", "${")
+
+    values["SecurityHubSink"] = substitute(with_hub["Fn::Sub"]) if security_hub else without_hub
     assert set(variables) <= values.keys()
-    rendered = re.sub(r"\$\{(?!!)([^}]+)\}", lambda m: values[m.group(1)], body).replace("${!", "${")
     path = tmp_path / "sentinel.yaml"
-    path.write_text(rendered)
+    path.write_text(substitute(body))
     monkeypatch.setenv("KVS_SENTINEL_QUEUE_URL", values["Queue"])
     monkeypatch.setenv("KVS_SENTINEL_TOPIC_ARN", values["AlertTopic"])
     monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T000/B000/XXXXXXXX")
-    loaded = load_config(path)
-    assert [s.queue_url for s in loaded.sources] == [values["Queue"]]
+    return load_config(path)
+
+
+def test_rendered_configuration_is_valid_and_exits_before_the_stop_timeout(
+    template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = the_container(template)
+    loaded = rendered_config(template, tmp_path, monkeypatch, security_hub=False)
+    assert [s.queue_url for s in loaded.sources] == [
+        "https://sqs.eu-west-1.amazonaws.com/111122223333/kvs-sentinel-events"
+    ]
     assert set(loaded.delivery.sinks) == {"slack", "sns"}
     assert "fc00::/7" in loaded.lists["trusted_networks"]
     assert loaded.config.service.grace_seconds == 25
     assert loaded.config.service.grace_seconds < container["StopTimeout"] <= 30
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert environment["KVS_SENTINEL_CONFIG"] == "/tmp/sentinel.yaml"
+
+
+def test_security_hub_sink_is_configured_only_when_the_stack_enables_it(
+    template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = rendered_config(template, tmp_path, monkeypatch, security_hub=True)
+    assert set(loaded.delivery.sinks) == {"slack", "sns", "securityhub"}
+    hub = loaded.delivery.sinks["securityhub"]
+    assert hub.type == "securityhub"
+    assert hub.config.account_id == "111122223333", "no STS call needed: the stack knows its account"
+
+
+def test_the_task_writes_the_emf_metrics_the_alarms_and_dashboard_read(
+    template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emf = rendered_config(template, tmp_path, monkeypatch, security_hub=False).config.service.cloudwatch_emf
+    assert emf is not None, "the stack turns EMF on"
+    assert emf.namespace == "KvsSentinel"
+    assert emf.dimensions == {"Stack": "kvs-sentinel"}
+    emitted = emitted_metric_names()
+    for name, alarm in resources(template, "AWS::CloudWatch::Alarm").items():
+        properties = alarm["Properties"]
+        if properties["Namespace"] != "KvsSentinel":
+            continue
+        assert properties["MetricName"] in emitted, f"{name}: the task writes no {properties['MetricName']}"
+        assert properties["Dimensions"] == [{"Name": "Stack", "Value": {"Ref": "AWS::StackName"}}], name
+    for namespace, metric in dashboard_metrics(template):
+        if namespace == "KvsSentinel":
+            assert metric in emitted, f"the dashboard shows {metric}, which the task does not write"
+
+
+def emitted_metric_names() -> set[str]:
+    """Every metric name the EMF emitter writes, read from its output (not from a list kept by hand)."""
+    from kvs_sentinel.emf import EmfConfig, EmfEmitter
+    from kvs_sentinel.metrics import Metrics
+    from kvs_sentinel.stats import RunStats
+
+    metrics = Metrics()
+    metrics.watch_stats(RunStats())
+    metrics.event_seen("2026-02-03T10:15:00Z")
+    metrics.message_processed(0.1)
+    metrics.alert_emitted("kvs-a", "high")
+    metrics.sink_failed("slack", retryable=True)
+    names: set[str] = set()
+    for document in EmfEmitter(metrics, EmfConfig.model_validate({})).documents():
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            names.update(metric["Name"] for metric in directive["Metrics"])
+    return names
+
+
+def dashboard_body(template: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard JSON with each ${...} of its Fn::Sub replaced by a placeholder of the right kind."""
+    text = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    numbers = {"LagAlarmSeconds": "900"}
+    body: dict[str, Any] = json.loads(re.sub(r"\$\{([^}!]+)\}", lambda m: numbers.get(m.group(1), "x"), text))
+    return body
+
+
+def dashboard_metrics(template: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(namespace, metric) of every metric row of the dashboard, "." and "..." resolved."""
+    for widget in dashboard_body(template)["widgets"]:
+        previous: list[Any] = []
+        for row in widget["properties"].get("metrics", []):
+            plain = [item for item in row if isinstance(item, str)]
+            if not plain:
+                continue  # an expression row
+            if plain[0] == "...":
+                plain = previous[: len(previous) - len(plain) + 1] + plain[1:]
+            else:
+                plain = [previous[i] if item == "." else item for i, item in enumerate(plain)]
+            previous = plain
+            yield plain[0], plain[1]
+
+
+def test_the_dashboard_shows_what_an_operator_needs(template: dict[str, Any]) -> None:
+    body = dashboard_body(template)
+    titles = {widget["properties"]["title"] for widget in body["widgets"]}
+    assert {"Messages", "Events", "Alerts by severity", "Sink failures", "Queues", "Alarms"} <= titles
+    assert any(title.startswith("Event lag") for title in titles)
+    shown = set(dashboard_metrics(template))
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in shown, "DLQ depth"
+    assert {("KvsSentinel", m) for m in ("MessagesReceived", "Events", "Alerts", "EventLagSeconds")} <= shown
+    (alarms,) = [w for w in body["widgets"] if w["type"] == "alarm"]
+    assert len(alarms["properties"]["alarms"]) == 4
+    severities = [w for w in body["widgets"] if w["properties"]["title"] == "Alerts by severity"]
+    rows = severities[0]["properties"]["metrics"]
+    assert [row[-1] for row in rows] == ["critical", "high", "medium", "low", "info"]
+
+
+def alarm(template: dict[str, Any], name: str) -> dict[str, Any]:
+    found = template["Resources"][name]
+    assert found["Condition"] == "IsSentinel"
+    properties: dict[str, Any] = found["Properties"]
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    assert properties["AlarmActions"] == notify, f"{name} notifies the alarm topic when one is given"
+    assert properties["OKActions"] == notify
+    return properties
+
+
+def test_dlq_alarm_fires_on_the_first_dead_lettered_message(template: dict[str, Any]) -> None:
+    dlq = alarm(template, "DeadLetterQueueAlarm")
+    assert (dlq["Namespace"], dlq["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert dlq["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}
+    ]
+    assert (dlq["ComparisonOperator"], dlq["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+def test_lag_alarm_fires_after_15_minutes_above_15_minutes(template: dict[str, Any]) -> None:
+    lag = alarm(template, "EventLagAlarm")
+    assert (lag["MetricName"], lag["Statistic"]) == ("EventLagSeconds", "Maximum")
+    assert lag["Threshold"] == {"Ref": "LagAlarmSeconds"}
+    assert template["Parameters"]["LagAlarmSeconds"]["Default"] == 900
+    assert lag["ComparisonOperator"] == "GreaterThanThreshold"
+    assert lag["Period"] * lag["EvaluationPeriods"] == 900
+    assert lag["DatapointsToAlarm"] == lag["EvaluationPeriods"]
+    assert lag["TreatMissingData"] == "notBreaching"
+
+
+def test_silence_alarm_fires_after_an_hour_without_a_single_event(template: dict[str, Any]) -> None:
+    silence = alarm(template, "SilenceAlarm")
+    assert (silence["MetricName"], silence["Statistic"]) == ("Events", "Sum")
+    assert (silence["ComparisonOperator"], silence["Threshold"]) == ("LessThanOrEqualToThreshold", 0)
+    assert silence["TreatMissingData"] == "breaching", "no task writing metrics is silence too"
+    assert silence["Period"] == 3600
+    assert silence["EvaluationPeriods"] == silence["DatapointsToAlarm"] == {"Ref": "SilenceAlarmHours"}
+    parameter = template["Parameters"]["SilenceAlarmHours"]
+    assert (parameter["Default"], parameter["MaxValue"]) == (1, 24), "CloudWatch evaluates at most a day"
+
+
+def test_sink_failures_alarm_fires_on_failures_in_two_periods(template: dict[str, Any]) -> None:
+    failures = alarm(template, "SinkFailuresAlarm")
+    assert (failures["MetricName"], failures["Statistic"], failures["Threshold"]) == (
+        "SinkFailures",
+        "Sum",
+        0,
+    )
+    assert failures["EvaluationPeriods"] == failures["DatapointsToAlarm"] == 2
 
 
 def test_service_scales_on_queue_depth(template: dict[str, Any]) -> None:
@@ -323,7 +489,8 @@ def test_service_scales_on_queue_depth(template: dict[str, Any]) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     by_action = {}
     for alarm in alarms.values():
-        for action in alarm["Properties"].get("AlarmActions", []):
+        actions = alarm["Properties"].get("AlarmActions", [])
+        for action in actions if isinstance(actions, list) else []:  # not the Fn::If of the alarm topic
             by_action[action["Ref"]] = alarm["Properties"]
     for policy_name in ("ScaleOutPolicy", "ScaleInPolicy"):
         policy = template["Resources"][policy_name]["Properties"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kvs_sentinel.sinks import slack, sns, stdout  # noqa: F401  (registration)
+from kvs_sentinel.sinks import securityhub, slack, sns, stdout  # noqa: F401  (registration)
 from kvs_sentinel.sinks.base import SINK_TYPES, Sink, SinkContext, SinkSpec
 
 

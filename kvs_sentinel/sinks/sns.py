@@ -26,6 +26,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from kvs_sentinel.alerts import Alert
+from kvs_sentinel.aws import AwsCallFailed, RetryCounts, RetryPolicy, aws_client, call_with_retries
 from kvs_sentinel.detectors.spec import SEVERITY_NAMES
 from kvs_sentinel.reveal import reveal, reveal_in_json
 from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock, SinkContext, SinkCounts, register_sink
@@ -37,20 +38,6 @@ _MARGIN = 2048  # attributes, subject and the request's own overhead
 SUBJECT_LIMIT = 99
 _CLIPPED_FIELDS = ("error_message", "user_agent", "summary", "resource", "principal", "remediation")
 _CLIP_TO = 2048
-_THROTTLED = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "KMSThrottling",
-        "InternalError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "RequestTimeout",
-    }
-)
 _SUBJECT_UNSAFE = re.compile(r"[^\x20-\x7e]+")
 
 
@@ -132,18 +119,10 @@ ClientFactory = Callable[[SnsConfig], AbstractAsyncContextManager[SnsPublisher]]
 
 
 def aiobotocore_client(config: SnsConfig) -> AbstractAsyncContextManager[SnsPublisher]:
-    """An aiobotocore SNS client with botocore's own retries off (the sink retries, with its clock)."""
-    from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
-    from aiobotocore.session import get_session  # type: ignore[import-untyped]
-
+    """The shared AWS client (botocore's retries off: the sink retries, with its clock)."""
     region = config.region or config.topic_arn.split(":")[3]
-    client_config = AioConfig(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=config.timeout_seconds,
-        read_timeout=config.timeout_seconds,
-    )
-    client: AbstractAsyncContextManager[SnsPublisher] = get_session().create_client(
-        "sns", region_name=region, endpoint_url=config.endpoint_url, config=client_config
+    client: AbstractAsyncContextManager[SnsPublisher] = aws_client(
+        "sns", region=region, endpoint_url=config.endpoint_url, timeout_seconds=config.timeout_seconds
     )
     return client
 
@@ -189,49 +168,36 @@ class SnsSink:
             request["MessageDeduplicationId"] = hashlib.sha256(identity).hexdigest()
         return request
 
-    def backoff(self, attempt: int) -> float:
-        delay = min(self.config.backoff_max_seconds, self.config.backoff_base_seconds * 2.0 ** (attempt - 1))
-        return delay / 2 + self.rng.uniform(0, delay / 2)
+    @property
+    def policy(self) -> RetryPolicy:
+        config = self.config
+        return RetryPolicy(config.max_attempts, config.backoff_base_seconds, config.backoff_max_seconds)
 
     async def send(self, alert: Alert) -> None:
-        from botocore.exceptions import (  # type: ignore[import-untyped]
-            BotoCoreError,
-            ClientError,
-            NoCredentialsError,
-            ParamValidationError,
-        )
-
         request = self.request(alert)
-        last = "no attempt made"
-        for attempt in range(1, self.config.max_attempts + 1):
-            try:
-                if self._client is None:
-                    self._client = await self._stack.enter_async_context(self.client_factory(self.config))
-                response = await self._client.publish(**request)
-            except ClientError as exc:
-                error = exc.response.get("Error", {})
-                code = str(error.get("Code", "Unknown"))
-                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-                last = f"{code}: {error.get('Message', '')}".rstrip(": ")
-                if code not in _THROTTLED and status < 500:
-                    self._fail(alert, last, retryable=False)
-                if code in _THROTTLED and "Throttl" in code:
-                    self.counts.rate_limited += 1
-            except (NoCredentialsError, ParamValidationError) as exc:
-                self._fail(alert, f"{type(exc).__name__}: {exc}", retryable=False)
-            except (BotoCoreError, OSError, TimeoutError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                self.counts.success(self.name, alert, message_id=response.get("MessageId"), attempts=attempt)
-                return
-            if attempt < self.config.max_attempts:
-                delay = self.backoff(attempt)
-                self.counts.retries += 1
-                log.warning(
-                    "delivery_retried", sink=self.name, attempt=attempt, error=last, delay=round(delay, 3)
-                )
-                await self.clock.sleep(delay)
-        self._fail(alert, f"gave up after {self.config.max_attempts} attempts, last: {last}", retryable=True)
+
+        async def publish() -> Mapping[str, Any]:
+            if self._client is None:
+                self._client = await self._stack.enter_async_context(self.client_factory(self.config))
+            return await self._client.publish(**request)
+
+        retries = RetryCounts()
+        try:
+            response, attempts = await call_with_retries(
+                publish,
+                self.policy,
+                clock=self.clock,
+                rng=self.rng,
+                counts=retries,
+                sink=self.name,
+                what="sns:Publish",
+            )
+        except AwsCallFailed as exc:
+            self._fail(alert, exc.failure.text, retryable=exc.failure.retryable)
+        finally:
+            self.counts.retries += retries.retries
+            self.counts.rate_limited += retries.rate_limited
+        self.counts.success(self.name, alert, message_id=response.get("MessageId"), attempts=attempts)
 
     def _fail(self, alert: Alert, reason: str, *, retryable: bool) -> NoReturn:
         message = f"sns topic {self.config.topic_arn}: {reason}"
