@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kvs_sentinel.aws import classify
 from kvs_sentinel.state.base import Membership, StateError
 
 _ATTEMPTS = 4  # a conditional write that lost a race is tried again with what it learned
@@ -138,7 +139,7 @@ class DynamoDbStore:
         return item
 
     async def _call(self, operation: str, **request: Any) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
         aliases = set(
             _ALIAS.findall(request.get("UpdateExpression", "") + request.get("ConditionExpression", ""))
@@ -148,30 +149,24 @@ class DynamoDbStore:
             request["ExpressionAttributeNames"] = {alias: given[alias] for alias in aliases}
         try:
             answer: dict[str, Any] = await getattr(self.client, operation)(TableName=self.table, **request)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
-            if code == "ConditionalCheckFailedException":
+        except Exception as exc:
+            if (
+                isinstance(exc, ClientError)
+                and exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED
+            ):
                 raise _ConditionFailed from None
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            retryable = "Throttl" in code or code in _TRANSIENT or status >= 500
-            message = str(exc.response.get("Error", {}).get("Message", ""))[:200]
-            text = f"dynamodb:{self.table}: {operation}: {code}: {message}".rstrip(": ")
+            failure = classify(exc)
+            if failure is None:
+                raise
+            retryable = failure.retryable or any(code in failure.text for code in _ALSO_TRANSIENT)
+            text = f"dynamodb:{self.table}: {operation}: {failure.text[:300]}"
             raise StateError(text, retryable=retryable) from None
-        except (BotoCoreError, OSError, TimeoutError) as exc:
-            raise StateError(
-                f"dynamodb:{self.table}: {operation}: {type(exc).__name__}", retryable=True
-            ) from None
         return answer
 
 
-_TRANSIENT = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "TransactionConflict",
-    }
-)
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+# DynamoDB's own words for "later", beside those aws.classify knows for every service
+_ALSO_TRANSIENT = ("ProvisionedThroughputExceededException", "InternalServerError", "TransactionConflict")
 
 
 class _ConditionFailed(Exception):

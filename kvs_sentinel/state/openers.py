@@ -25,11 +25,9 @@ async def _sqlite(rest: str) -> StateStore:
 
 @backend("dynamodb", "dynamodb:TABLE (e.g. dynamodb:kvs-sentinel-state)")
 async def _dynamodb(rest: str) -> StateStore:
-    from aiobotocore.session import get_session  # type: ignore[import-untyped]
-
+    from kvs_sentinel.aws import aws_client
     from kvs_sentinel.state.dynamodb import DynamoDbStore
 
-    client = (
-        await get_session().create_client("dynamodb", region_name=os.environ.get("AWS_REGION")).__aenter__()
-    )
-    return DynamoDbStore(client, rest)
+    region = os.environ.get("AWS_REGION")
+    client = aws_client("dynamodb", region=region, endpoint_url=None, timeout_seconds=10)
+    return DynamoDbStore(await client.__aenter__(), rest)
