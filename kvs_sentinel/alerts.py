@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 
 from kvs_sentinel.detectors.compiler import PLACEHOLDER, Detector, SummaryTemplate
-from kvs_sentinel.detectors.spec import Severity
 from kvs_sentinel.events import Event
+from kvs_sentinel.severity import Severity
 
 _MAX_PLACEHOLDER = 200
 # requestParameters keys that name the thing acted on, most specific first.

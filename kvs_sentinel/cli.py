@@ -20,9 +20,9 @@ import msgspec
 
 from kvs_sentinel import __version__
 from kvs_sentinel.config import LoadedConfig, SentinelConfig, compile_config, load_config
-from kvs_sentinel.detectors.examples import run_examples
 from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.errors import ConfigError, DeliveryError, UsageError
+from kvs_sentinel.examples import run_examples
 from kvs_sentinel.flood import Suppressions
 from kvs_sentinel.logs import configure_logging
 from kvs_sentinel.output_paths import check_writable

@@ -24,8 +24,8 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kvs_sentinel.alerts import Alert
+from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.detectors.operators import Test, compile_operator
-from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock
 
 AlertField = Literal[
     "severity",

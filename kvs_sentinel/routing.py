@@ -20,10 +20,11 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from kvs_sentinel.alerts import Alert
-from kvs_sentinel.detectors.spec import SEVERITY_NAMES, SeverityName
+from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.flood import Grouper, GroupingSpec, Suppressions
-from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock, Sink
+from kvs_sentinel.severity import SEVERITY_NAMES, SeverityName
+from kvs_sentinel.sinks.base import Sink
 
 log = structlog.get_logger("kvs_sentinel.delivery")
 _MAX_SUMMARY_ATTEMPTS = 3

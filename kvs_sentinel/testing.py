@@ -27,9 +27,9 @@ from typing import Any
 from aiohttp import web
 
 from kvs_sentinel.alerts import Alert
+from kvs_sentinel.clock import Clock
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import DeliveryError
-from kvs_sentinel.sinks.base import Clock
 
 FAKE_WEBHOOK_PATH = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from kvs_sentinel.config import LoadedConfig, SentinelConfig, compile_config, load_config
-from kvs_sentinel.detectors.examples import run_examples, wrap
 from kvs_sentinel.engine import Engine, Outcome, Processor
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.events import Location
+from kvs_sentinel.examples import run_examples, wrap
 from kvs_sentinel.sources.files import expand_paths, read_documents
 from kvs_sentinel.stats import RunStats
 from tests.conftest import CORPUS

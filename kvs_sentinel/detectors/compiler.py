@@ -36,9 +36,10 @@ from kvs_sentinel.detectors.conditions import (
     with_memo,
 )
 from kvs_sentinel.detectors.operators import compile_operator
-from kvs_sentinel.detectors.spec import SEVERITY_NAMES, DetectorSpec, Severity
+from kvs_sentinel.detectors.spec import DetectorSpec
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import LAZY_FIELDS, Event, Getter, field_getter, split_field_path
+from kvs_sentinel.severity import SEVERITY_NAMES, Severity
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
 # Fields of the alert that a summary template may name besides CloudTrail paths.

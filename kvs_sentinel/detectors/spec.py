@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class Severity(IntEnum):
-    info = 0
-    low = 1
-    medium = 2
-    high = 3
-    critical = 4
-
-    def __str__(self) -> str:
-        return self.name
-
-
-SEVERITY_NAMES = {severity.name: severity for severity in Severity}
-SeverityName = Literal["info", "low", "medium", "high", "critical"]
+from kvs_sentinel.severity import SeverityName
 
 
 class _Strict(BaseModel):

@@ -7,8 +7,6 @@ validation: `sinks.<name>` is checked against it) and a `from_config` constructo
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -17,6 +15,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 
 from kvs_sentinel.alerts import Alert
+from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.errors import DeliveryError
 
 
@@ -33,23 +32,6 @@ class Sink(Protocol):
     async def aclose(self) -> None: ...
 
 
-class Clock(Protocol):
-    """Monotonic time and sleeping: injected so pacing, backoff and windows are testable without waiting."""
-
-    def monotonic(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
-
-
-SYSTEM_CLOCK = SystemClock()
 log = structlog.get_logger("kvs_sentinel.sinks")
 
 

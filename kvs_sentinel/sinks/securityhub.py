@@ -38,9 +38,10 @@ from kvs_sentinel.aws import (
     aws_client,
     call_with_retries,
 )
+from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.sinks.asff import asff_finding
-from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock, SinkContext, SinkCounts, register_sink
+from kvs_sentinel.sinks.base import SinkContext, SinkCounts, register_sink
 
 log = structlog.get_logger("kvs_sentinel.sinks.securityhub")
 

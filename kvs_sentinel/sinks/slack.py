@@ -26,9 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from kvs_sentinel import __version__
 from kvs_sentinel.alerts import Alert, action_of
+from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.redact import redact, redact_url
 from kvs_sentinel.reveal import reveal
-from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock, SinkContext, SinkCounts, register_sink
+from kvs_sentinel.sinks.base import SinkContext, SinkCounts, register_sink
 from kvs_sentinel.sinks.slack_text import code, fit, mrkdwn_prose, notification, plain
 
 if TYPE_CHECKING:

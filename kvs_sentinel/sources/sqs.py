@@ -26,9 +26,9 @@ from typing import Any
 
 import structlog
 
+from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.events import Location
-from kvs_sentinel.sinks.base import SYSTEM_CLOCK, Clock
 from kvs_sentinel.sources.sqs_acks import DELETE_BATCH, AckBatcher
 from kvs_sentinel.sources.sqs_client import (
     MAX_VISIBILITY_SECONDS,

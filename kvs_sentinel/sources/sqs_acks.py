@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from kvs_sentinel.sinks.base import Clock
+from kvs_sentinel.clock import Clock
 
 log = structlog.get_logger("kvs_sentinel.sources.sqs")
 
