@@ -1,4 +1,4 @@
-"""The IAM checks: what the alert's details say, and in which partition a policy is judged."""
+"""The IAM and ARN checks: what the alert's details say, and in which partition a policy is judged."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from kvs_sentinel.detectors.arn_checks import FieldArgument, foreign_account_arns_check
 from kvs_sentinel.detectors.examples import wrap
 from kvs_sentinel.detectors.iam_checks import PolicyGrantArguments, event_scope, policy_grant
 from kvs_sentinel.envelopes import Document, items_of
@@ -100,3 +101,21 @@ def test_managed_policy_grant_says_it_was_judged_from_the_snapshot() -> None:
     assert "snapshot" in details["judged_from"]
     customer = "arn:aws:iam::111122223333:policy/kvs-all"
     assert check(event(eventName="AttachRolePolicy", requestParameters={"policyArn": customer})) is None
+
+
+def test_foreign_account_arns_names_only_other_accounts() -> None:
+    check = foreign_account_arns_check(FieldArgument(field="requestParameters.targets.arn"))
+    targets = [
+        {"id": "a", "arn": "arn:aws:sqs:eu-west-1:111122223333:kvs-sentinel-events"},
+        {"id": "b", "arn": "arn:aws:sqs:eu-west-1:999988887777:elsewhere"},
+        {"id": "c", "arn": "arn:aws:s3:::bucket"},
+    ]
+    details = check(event(eventSource="events.amazonaws.com", requestParameters={"targets": targets}))
+    assert details == {"foreign_arns": ["arn:aws:sqs:eu-west-1:999988887777:elsewhere"]}
+    assert check(event(requestParameters={"targets": targets[:1]})) is None
+    assert check(event(requestParameters={"targets": targets}, recipientAccountId=None)) is None
+
+
+def test_foreign_account_arns_rejects_a_field_that_is_not_cloudtrail() -> None:
+    with pytest.raises(ValueError, match="not a CloudTrail record field"):
+        FieldArgument(field="request.targets.arn")

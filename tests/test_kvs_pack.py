@@ -59,12 +59,21 @@ EXPECTED_CORPUS = Counter(
         **{("kvs-cloudtrail-logging-stopped", f"{PANTHER}:{n}"): 1 for n in (51, 53, 400, 403)},
         ("kvs-cloudtrail-trail-updated", f"{PANTHER}:453"): 1,
         **{("kvs-iam-managed-policy-grant", f"{PANTHER}:{n}"): 1 for n in (161, 162, 163, 164, 171, 173)},
+        # Panther's KMS key loss cases (DisableKey, ScheduleKeyDeletion x2, and a DisableKey that failed
+        # with NotFoundException: an attempt, which alerts like every failed tampering call)
+        **{("kvs-kms-key-disabled", f"{PANTHER}:{n}"): 1 for n in (213, 214, 216, 217)},
+        # KMS developer guide: the DisableKey and ScheduleKeyDeletion log examples
+        **{("kvs-kms-key-disabled", f"{SIAGHOLAMI}:{n}"): 1 for n in (260, 278)},
     }
 )
 LINE_WRAPPED = {PANTHER, SIAGHOLAMI}
 
 # Detectors the example day does not exercise (their examples in the pack do).
-NOT_IN_EXAMPLE_DAY = {"kvs-iam-producer-access-key"}
+NOT_IN_EXAMPLE_DAY = {
+    "kvs-iam-producer-access-key",
+    "kvs-eventbridge-targets-redirected",
+    "kvs-kms-key-disabled",
+}
 
 # `kvs-sentinel replay examples/` with the shipped config: alerts per detector (examples/README.md).
 EXPECTED_EXAMPLES = {
@@ -143,6 +152,7 @@ def test_kvs_detectors_only_look_at_kinesisvideo(shipped: LoadedConfig) -> None:
         "events.amazonaws.com",
         "sqs.amazonaws.com",
         "sns.amazonaws.com",
+        "kms.amazonaws.com",
     }
     assert set().union(*scopes.values()) == allowed
 
@@ -323,6 +333,29 @@ def test_sentinel_rule_name_override_raises_severity(tmp_path: Path) -> None:
     mine = user_config(tmp_path, '  sentinel_event_rules: ["acme-cloudtrail-to-sentinel"]\n')
     (after,) = run(mine, document)[0].alerts
     assert (before.severity, after.severity) == ("low", "critical")
+
+
+def test_sentinel_kms_key_override_makes_its_loss_critical(tmp_path: Path) -> None:
+    key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    event = {
+        "eventVersion": "1.09",
+        "eventSource": "kms.amazonaws.com",
+        "eventName": "DisableKey",
+        "sourceIPAddress": "198.51.100.7",
+        "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/ops/x"},
+        "requestParameters": {"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab"},
+        "resources": [{"type": "AWS::KMS::Key", "ARN": key}],
+        "eventID": "3f0c5e2a-0000-4000-8000-000000000003",
+        "recipientAccountId": "111122223333",
+    }
+    document = [Document(wrap(event, "record"), Location("test"))]
+    (before,) = run(load_config(SHIPPED), document)[0].alerts
+    mine = user_config(tmp_path, f'  sentinel_kms_keys: ["{key}"]\n')
+    (after,) = run(mine, document)[0].alerts
+    assert (before.severity, after.severity) == ("medium", "critical")
+    policy = event | {"eventName": "PutKeyPolicy", "eventID": "3f0c5e2a-0000-4000-8000-000000000004"}
+    assert detectors_firing(load_config(SHIPPED), policy) == set()
+    assert detectors_firing(mine, policy) == {"kvs-kms-key-disabled"}
 
 
 # ------------------------------------------------------------------ (d) every KVS action classified
