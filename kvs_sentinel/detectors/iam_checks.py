@@ -7,11 +7,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from kvs_sentinel.customer_policies import active_catalog
 from kvs_sentinel.detectors.checks import CheckFunction, NoArguments, check
 from kvs_sentinel.events import Event
 from kvs_sentinel.iam_actions import KVS_PREFIX
-from kvs_sentinel.iam_policy import KvsGrant, Scope, kvs_grant
-from kvs_sentinel.managed_policies import managed_policy, managed_policy_kvs_grant, snapshot_source
+from kvs_sentinel.iam_policy import KvsGrant, Scope, kvs_grant, kvs_grant_of_statements
+from kvs_sentinel.managed_policies import (
+    is_aws_managed,
+    managed_policy,
+    managed_policy_kvs_grant,
+    snapshot_source,
+)
 from kvs_sentinel.partitions import partition_of
 
 
@@ -20,7 +26,9 @@ class PolicyGrantArguments(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["any", "document", "managed"] = "any"  # policyDocument, policyArn (AWS managed), either
+    # policyDocument; policyArn of an AWS managed (snapshot) or customer managed (IAM, in run) policy;
+    # policyArn of an AWS managed policy only; any of them
+    source: Literal["any", "document", "managed", "aws_managed"] = "any"
     wildcards_only: bool = False  # only actions reached through `*`, `?` or NotAction
     outside: list[str] = []  # ignore these actions (bare names, e.g. $producer_allowed_apis)
     within: list[str] | None = None  # only these actions (e.g. $kvs_media_read_apis)
@@ -65,10 +73,18 @@ def _judge_event_policy(event: Event, source: str) -> tuple[KvsGrant | None, str
         name = parameters.get("policyName") or parameters.get("policyArn")
         return kvs_grant(document, scope), name if isinstance(name, str) else None, "policy document"
     arn = parameters.get("policyArn")
-    if source in ("any", "managed") and managed_policy(arn) is not None:
+    if source == "document" or not isinstance(arn, str):
+        return None, None, ""
+    if managed_policy(arn) is not None:
         snapshot = snapshot_source()
         origin = f"AWS managed policy snapshot of {snapshot['generated']}"
-        return managed_policy_kvs_grant(arn, scope), str(arn), origin
+        return managed_policy_kvs_grant(arn, scope), arn, origin
+    catalog = active_catalog()
+    if catalog is not None and source != "aws_managed" and not is_aws_managed(arn):
+        policy = catalog.get(arn)  # a miss is fetched from IAM for next time
+        if policy is not None:
+            origin = f"IAM: default version {policy.version} of the customer managed policy"
+            return kvs_grant_of_statements(list(policy.statements), scope), arn, origin
     return None, None, ""
 
 
@@ -92,9 +108,10 @@ def _qualified(names: list[str]) -> set[str]:
 
 
 def policy_grant(arguments: PolicyGrantArguments) -> CheckFunction:
-    """What the event's policy (requestParameters.policyDocument, or an AWS managed policyArn from the
-    shipped snapshot) grants in KVS after its own Deny statements, narrowed by the arguments; no match
-    when nothing is left."""
+    """What the event's policy grants in KVS after its own Deny statements, narrowed by the arguments;
+    no match when nothing is left. The policy: requestParameters.policyDocument; an AWS managed
+    policyArn, from the shipped snapshot; a customer managed policyArn, from IAM when `run` looks
+    them up (service.iam_policy_lookup)."""
     outside = _qualified(arguments.outside)
     within = None if arguments.within is None else _qualified(arguments.within)
 
@@ -125,4 +142,4 @@ def kvs_wildcard_grant_check(_: NoArguments) -> CheckFunction:
 @check("kvs_managed_policy_grant", NoArguments)
 def kvs_managed_policy_grant_check(_: NoArguments) -> CheckFunction:
     """An AWS managed policy granting KVS through a wildcard (kvs_policy_grant: managed, wildcards)."""
-    return policy_grant(PolicyGrantArguments(source="managed", wildcards_only=True))
+    return policy_grant(PolicyGrantArguments(source="aws_managed", wildcards_only=True))
