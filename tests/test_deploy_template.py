@@ -299,6 +299,13 @@ def test_task_runs_on_fargate_with_health_check_stop_timeout_and_logs(template: 
     assert template["Resources"]["LogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
+def test_producer_parameters_default_to_the_packs_own_lists(template: dict[str, Any]) -> None:
+    lists = yaml.safe_load(PACK.read_text())["lists"]
+    parameters = template["Parameters"]
+    assert parameters["ProducerPrincipalPatterns"]["Default"].split(",") == lists["producer_principals"]
+    assert parameters["ProducerRoleNames"]["Default"].split(",") == lists["producer_role_names"]
+
+
 def test_rendered_configuration_is_valid_and_exits_before_the_stop_timeout(
     template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
