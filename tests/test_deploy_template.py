@@ -44,6 +44,7 @@ PACK = ROOT / "config" / "packs" / "kvs.yaml"
 # Actions that support no resource-level permission: only these may have Resource "*". Each needs a reason.
 RESOURCE_STAR_ONLY = {
     "ecr:GetAuthorizationToken": "the registry token is account-wide; IAM supports only *",
+    "iam:ListPolicies": "listing policies has no resource; IAM supports only *",
 }
 TASK_ROLE_ACTIONS = {
     "sqs:ReceiveMessage": {"Fn::GetAtt": ["Queue", "Arn"]},
@@ -52,6 +53,10 @@ TASK_ROLE_ACTIONS = {
     "sqs:GetQueueAttributes": {"Fn::GetAtt": ["Queue", "Arn"]},
     "sns:Publish": {"Ref": "AlertTopic"},
     "s3:GetObject": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${TrailBucketName}/*"},
+    # only with JudgeCustomerPolicies=true (service.iam_policy_lookup), all read-only
+    "iam:GetPolicy": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*"},
+    "iam:GetPolicyVersion": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*"},
+    "iam:ListPolicies": "*",
 }
 
 
@@ -144,8 +149,9 @@ def test_task_role_allows_exactly_the_sentinels_actions_on_its_own_resources(
     # the S3 statement exists only when the S3 path is used
     (policy,) = role["Policies"]
     conditional = [s for s in policy["PolicyDocument"]["Statement"] if "Fn::If" in s]
-    assert [c["Fn::If"][0] for c in conditional] == ["UseS3Path"]
+    assert [c["Fn::If"][0] for c in conditional] == ["UseS3Path", "LookUpPolicies", "LookUpPolicies"]
     assert conditional[0]["Fn::If"][1]["Action"] == "s3:GetObject"
+    assert template["Parameters"]["JudgeCustomerPolicies"]["Default"] == "false"
     assert template["Conditions"]["UseS3Path"]  # the bucket parameter being set
 
 
@@ -317,6 +323,7 @@ def test_rendered_configuration_is_valid_and_exits_before_the_stop_timeout(
         "Producers": '", "'.join(parameters["ProducerPrincipalPatterns"]["Default"].split(",")),
         "ProducerNames": '", "'.join(parameters["ProducerRoleNames"]["Default"].split(",")),
         "Networks": '", "'.join(parameters["TrustedNetworks"]["Default"].split(",")),
+        "Lookup": parameters["JudgeCustomerPolicies"]["Default"],
         "AWS::StackName": "kvs-sentinel",
         "Queue": "https://sqs.eu-west-1.amazonaws.com/111122223333/kvs-sentinel-events",
         "AlertTopic": "arn:aws:sns:eu-west-1:111122223333:kvs-sentinel-alerts",
@@ -333,6 +340,7 @@ def test_rendered_configuration_is_valid_and_exits_before_the_stop_timeout(
     assert set(loaded.delivery.sinks) == {"slack", "sns"}
     assert "fc00::/7" in loaded.lists["trusted_networks"]
     assert loaded.config.service.grace_seconds == 25
+    assert loaded.config.service.iam_policy_lookup is False
     assert loaded.config.service.grace_seconds < container["StopTimeout"] <= 30
     assert environment["KVS_SENTINEL_CONFIG"] == "/tmp/sentinel.yaml"
 
