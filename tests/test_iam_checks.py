@@ -58,6 +58,14 @@ def test_event_scope_reads_partition_account_and_region() -> None:
     assert event_scope(scope).account == "111122223333"
 
 
+@pytest.mark.parametrize(
+    "identity",
+    [{"type": "AssumedRole", "sessionContext": "x"}, {"sessionContext": {"sessionIssuer": 5}}, "s", None],
+)
+def test_event_scope_never_fails_on_odd_identities(identity: object) -> None:
+    assert event_scope(event(userIdentity=identity)).partition == "aws"
+
+
 def test_policy_grant_details_are_action_by_action() -> None:
     document = {
         "Statement": [

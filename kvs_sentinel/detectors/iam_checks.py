@@ -40,7 +40,8 @@ def event_scope(event: Event) -> Scope:
     arns: list[object] = []
     if isinstance(identity, dict):
         arns.append(identity.get("arn"))
-        issuer = (identity.get("sessionContext") or {}).get("sessionIssuer")
+        context = identity.get("sessionContext")
+        issuer = context.get("sessionIssuer") if isinstance(context, dict) else None
         if isinstance(issuer, dict):
             arns.append(issuer.get("arn"))
     parameters = event.lazy("requestParameters")
