@@ -396,3 +396,12 @@ def test_producer_allowed_apis_are_classified_and_never_read_video() -> None:
     assert allowed <= {name for cls in ACTION_CLASSES for name in lists[cls]}
     assert not allowed & set(lists["kvs_media_read_apis"] + lists["kvs_signaling_viewer_apis"])
     assert set(lists["kvs_ingest_apis"]) <= allowed
+
+
+def test_control_plane_writes_override_may_still_use_verb_globs(tmp_path: Path) -> None:
+    mine = user_config(tmp_path, '  kvs_control_plane_writes: ["Delete*"]\n')
+    producer = {"type": "AssumedRole", "arn": "arn:aws:sts::1:assumed-role/kvs-producer-x/s"}
+    delete = PRODUCER_GET_MEDIA | {"eventName": "DeleteStream", "userIdentity": producer}
+    assert "kvs-producer-control-plane-write" in detectors_firing(mine, delete)
+    update = delete | {"eventName": "UpdateStream"}
+    assert "kvs-producer-unexpected-call" in detectors_firing(mine, update)
