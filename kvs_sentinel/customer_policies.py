@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from kvs_sentinel.iam_policy import decode_policy_document
+from kvs_sentinel.iam_policy import decode_policy_document, document_statements
 
 __all__ = [
     "CustomerPolicy",
@@ -138,10 +138,7 @@ def _error_code(exc: Exception) -> str | None:
 
 def _policy(arn: str, version: str, document: object, now: float) -> CustomerPolicy:
     decoded = decode_policy_document(document) or {}
-    statements = decoded.get("Statement", decoded.get("statement", []))
-    items = statements if isinstance(statements, list) else [statements]
-    kept = tuple(s for s in items if isinstance(s, Mapping))
-    return CustomerPolicy(arn, version, kept, now)
+    return CustomerPolicy(arn, version, tuple(document_statements(decoded)), now)
 
 
 async def read_policy(client: IamPolicyClient, arn: str, now: float) -> CustomerPolicy | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
 
 from kvs_sentinel.iam_actions import (
@@ -39,11 +39,14 @@ __all__ = [
     "KvsGrant",
     "Scope",
     "decode_policy_document",
+    "document_statements",
     "kvs_action_database_version",
     "kvs_actions",
     "kvs_grant",
     "kvs_grant_of_statements",
     "kvs_wildcard_grant",
+    "named_actions",
+    "statement_elements",
 ]
 
 MAX_RAW_CHARS = 1 << 20
@@ -79,7 +82,7 @@ class KvsGrant:
     denied_actions: tuple[str, ...] = ()  # allowed, then removed by an explicit Deny
     deny_not_counted: tuple[str, ...] = ()  # named by a conditional or partial Deny: still granted
     partition: str = "aws"
-    patterns: tuple[str, ...] = field(default=())  # wildcard entries that grant, as written
+    patterns: tuple[str, ...] = ()  # wildcard entries that grant, as written
 
     @property
     def full_wildcard(self) -> bool:
@@ -163,7 +166,7 @@ def _compact_size(document: object) -> int | None:
         return None
 
 
-def _elements(stmt: Mapping[object, object]) -> dict[str, list[object]]:
+def statement_elements(stmt: Mapping[object, object]) -> dict[str, list[object]]:
     """Element name (case-folded) → values of every key spelling of it."""
     out: dict[str, list[object]] = {}
     for key, value in stmt.items():
@@ -180,7 +183,7 @@ def _strings(values: list[object]) -> list[str]:
     return out
 
 
-def _statements(document: Mapping[str, object]) -> Iterator[Mapping[object, object]]:
+def document_statements(document: Mapping[str, object]) -> Iterator[Mapping[object, object]]:
     for key, value in document.items():
         if key.casefold() != "statement":
             continue
@@ -252,7 +255,7 @@ def _applies_everywhere(el: dict[str, list[object]], types: tuple[str, ...], sco
 # --------------------------------------------------------------------------- statements
 
 
-def _named_actions(el: dict[str, list[object]]) -> dict[str, list[str]]:
+def named_actions(el: dict[str, list[object]]) -> dict[str, list[str]]:
     """KVS action → the entries that name it ("NotAction a, b" for what a NotAction leaves in)."""
     named: dict[str, list[str]] = {}
     for pattern in _strings(el.get("action", [])):
@@ -299,12 +302,12 @@ def kvs_grant_of_statements(
     denied: set[str] = set()
     deny_partial: set[str] = set()
     for stmt in statements:
-        el = _elements(stmt)
+        el = statement_elements(stmt)
         effect = _effect(el)
         if effect is None:
             continue
         conditional = _is_conditional(el)
-        for action, entries in _named_actions(el).items():
+        for action, entries in named_actions(el).items():
             if not _applies_somewhere(el, types[action], scope):
                 continue
             if effect == "allow":
@@ -339,7 +342,7 @@ def kvs_grant(document: object, scope: Scope = DEFAULT_SCOPE) -> KvsGrant | None
     size = _compact_size(decoded)
     if size is None or size > MAX_COMPACT_CHARS:
         return None
-    return kvs_grant_of_statements(list(_statements(decoded)), scope)
+    return kvs_grant_of_statements(list(document_statements(decoded)), scope)
 
 
 def kvs_wildcard_grant(document: object, scope: Scope = DEFAULT_SCOPE) -> KvsGrant | None:

@@ -21,10 +21,10 @@ from kvs_sentinel.iam_policy import (
     DEFAULT_SCOPE,
     KvsGrant,
     Scope,
-    _elements,
-    _named_actions,
-    _statements,
+    document_statements,
     kvs_grant_of_statements,
+    named_actions,
+    statement_elements,
 )
 
 __all__ = ["SNAPSHOT_PATH", "ManagedPolicy", "kvs_statements", "managed_policy", "managed_policy_kvs_grant"]
@@ -48,8 +48,8 @@ def kvs_statements(document: Mapping[str, object]) -> list[Mapping[object, objec
     """The statements of a policy document that name a kinesisvideo action, Action lists cut to the
     entries that match one (NotAction lists are kept whole: what they leave out is what they grant)."""
     kept: list[Mapping[object, object]] = []
-    for stmt in _statements(document):
-        if not _named_actions(_elements(stmt)):
+    for stmt in document_statements(document):
+        if not named_actions(statement_elements(stmt)):
             continue
         trimmed = dict(stmt)
         for key, value in stmt.items():
