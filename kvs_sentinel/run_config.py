@@ -90,6 +90,13 @@ class ServiceConfig(BaseModel):
             return EmfConfig.model_validate({})
         return None if value is False else value
 
+    iam_policy_lookup: bool = Field(
+        False,
+        description="read customer managed policies from IAM to judge attaching them (needs "
+        "iam:ListPolicies, iam:GetPolicy, iam:GetPolicyVersion)",
+    )
+    iam_policy_refresh_seconds: float = Field(900, ge=60, description="how often they are read again")
+
     @model_validator(mode="after")
     def _close_within_grace(self) -> ServiceConfig:
         if self.close_seconds >= self.grace_seconds:

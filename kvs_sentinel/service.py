@@ -25,6 +25,7 @@ import structlog
 
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.config import LoadedConfig
+from kvs_sentinel.customer_policies import IamFactory, iam_client, start_policy_lookup
 from kvs_sentinel.dedupe import AlertDeduper
 from kvs_sentinel.emf import EmfConfig, EmfEmitter
 from kvs_sentinel.engine import Engine, Processor
@@ -125,6 +126,7 @@ class Service:
         sources: Sequence[SqsSource] | None = None,
         sinks: Mapping[str, Sink] | None = None,
         s3_factory: S3Factory = s3_client,
+        iam_factory: IamFactory = iam_client,
         metrics: Metrics | None = None,
     ) -> None:
         self.loaded = loaded
@@ -136,6 +138,7 @@ class Service:
             raise ConfigError(f"{loaded.path}: run needs a sources section (see config/sentinel.yaml)")
         self._sinks = sinks
         self.s3_factory = s3_factory
+        self.iam_factory = iam_factory
         self.stopping = asyncio.Event()
         self.health: HealthServer | None = None
         self.pipeline: Pipeline | None = None
@@ -209,6 +212,8 @@ class Service:
         for queue in self.sources:
             self.metrics.watch_source(queue.queue_name, queue.counts.as_dict)
             await queue.startup_check()
+        if settings.iam_policy_lookup:
+            await start_policy_lookup(stack, settings.iam_policy_refresh_seconds, self.iam_factory)
         processor = Processor(Engine(self.loaded.detectors), self.stats, self._observe_event_time)
         self.pipeline = Pipeline(
             source,

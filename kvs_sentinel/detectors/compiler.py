@@ -231,6 +231,10 @@ class DetectorCompiler:
             elif key == "not":
                 parts.append(NotOf(self.condition(value, here)))
             elif key == "check":
+                if isinstance(value, dict) and isinstance(value.get("with"), dict):
+                    # `$name` in a check's arguments is a named list, as everywhere else
+                    arguments = {k: self.resolve(v, f"{here}.with.{k}") for k, v in value["with"].items()}
+                    value = {**value, "with": arguments}
                 try:
                     compiled = compile_check(value)
                 except ValueError as exc:
