@@ -26,6 +26,19 @@ def moto_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    point_aws_at(endpoint, monkeypatch, tmp_path)
+    try:
+        yield endpoint
+    finally:
+        # moto's backends are process-wide: leave nothing behind for the next test
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        opener.open(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+        server.stop()
+
+
+def point_aws_at(endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The standard AWS environment, pointed at `endpoint`: fake credentials, no profile, no instance
+    metadata, region us-east-1, so every client the code under test makes goes there and nowhere else."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
@@ -36,13 +49,6 @@ def moto_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    try:
-        yield endpoint
-    finally:
-        # moto's backends are process-wide: leave nothing behind for the next test
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        opener.open(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
-        server.stop()
 
 
 def aws_client(service: str) -> AbstractAsyncContextManager[Any]:

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from kvs_sentinel.testing import FakeSlackWebhook, SlackReply
-from tests.aws_fixtures import aws_client, moto_server
+from tests.aws_fixtures import aws_client, moto_server, point_aws_at
 
 __all__ = ["moto_server"]
 
@@ -385,16 +385,7 @@ def offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[soc
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         silent.setblocking(False)
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        monkeypatch.setenv("AWS_REGION", "us-east-1")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        point_aws_at(f"http://127.0.0.1:{silent.getsockname()[1]}", monkeypatch, tmp_path)
         yield silent
 
 
