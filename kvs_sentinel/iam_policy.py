@@ -336,6 +336,21 @@ def kvs_grant_of_statements(
 
 def kvs_grant(document: object, scope: Scope = DEFAULT_SCOPE) -> KvsGrant | None:
     """What a raw ``requestParameters.policyDocument`` value grants in KVS, or None."""
+    if isinstance(document, str) and len(document) <= _CACHED_DOCUMENT_CHARS:
+        return _kvs_grant_of_text(document, scope)
+    return _kvs_grant(document, scope)
+
+
+# Infrastructure as code puts the same document on many roles; the judgement is pure, so small ones are kept.
+_CACHED_DOCUMENT_CHARS = 8192
+
+
+@functools.lru_cache(maxsize=512)
+def _kvs_grant_of_text(document: str, scope: Scope) -> KvsGrant | None:
+    return _kvs_grant(document, scope)
+
+
+def _kvs_grant(document: object, scope: Scope) -> KvsGrant | None:
     decoded = decode_policy_document(document)
     if decoded is None:
         return None

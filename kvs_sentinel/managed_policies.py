@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kvs_sentinel.iam_actions import matching_kvs_actions
 from kvs_sentinel.iam_policy import (
@@ -61,8 +62,14 @@ def kvs_statements(document: Mapping[str, object]) -> list[Mapping[object, objec
 
 
 @functools.cache
+def _snapshot_file() -> dict[str, Any]:
+    raw: dict[str, Any] = json.loads(SNAPSHOT_PATH.read_text(encoding="utf-8"))
+    return raw
+
+
+@functools.cache
 def _snapshot() -> dict[str, ManagedPolicy]:
-    raw = json.loads(SNAPSHOT_PATH.read_text(encoding="utf-8"))
+    raw = _snapshot_file()
     policies: dict[str, ManagedPolicy] = {}
     for name, entry in raw["policies"].items():
         policies[name] = ManagedPolicy(
@@ -74,8 +81,9 @@ def _snapshot() -> dict[str, ManagedPolicy]:
     return policies
 
 
+@functools.cache
 def snapshot_source() -> dict[str, str]:
-    raw = json.loads(SNAPSHOT_PATH.read_text(encoding="utf-8"))
+    raw = _snapshot_file()
     return {key: str(raw.get(key, "")) for key in ("source", "commit", "generated")}
 
 
@@ -95,6 +103,13 @@ def is_aws_managed(policy_arn: object) -> bool:
 
 def managed_policy_kvs_grant(policy_arn: object, scope: Scope = DEFAULT_SCOPE) -> KvsGrant | None:
     """What an AWS managed policy grants in KVS; None when it grants nothing or is unknown."""
+    if not isinstance(policy_arn, str):
+        return None
+    return _managed_policy_kvs_grant(policy_arn, scope)
+
+
+@functools.lru_cache(maxsize=1024)  # a pure function of the shipped snapshot; attaches repeat the same few
+def _managed_policy_kvs_grant(policy_arn: str, scope: Scope) -> KvsGrant | None:
     policy = managed_policy(policy_arn)
     if policy is None or not policy.statements:
         return None
