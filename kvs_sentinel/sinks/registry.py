@@ -1,19 +1,27 @@
 """Every sink type by its `type:` name, and building the configured sinks of a run.
 
-Importing this module registers the shipped sink types. Their heavy clients (aiohttp, aiobotocore) are
-imported only when a sink first sends, so validating a configuration stays fast.
+A shipped sink type's module is imported when a configuration first names it, and its heavy clients
+(aiohttp, aiobotocore) only when it first sends, so a run pays only for the sinks it uses.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-from kvs_sentinel.sinks import securityhub, slack, sns, stdout  # noqa: F401  (registration)
 from kvs_sentinel.sinks.base import SINK_TYPES, Sink, SinkContext, SinkSpec
+
+# type name → the module whose import registers it (with @register_sink)
+SHIPPED_SINK_MODULES = {
+    "securityhub": "kvs_sentinel.sinks.securityhub",
+    "slack": "kvs_sentinel.sinks.slack",
+    "sns": "kvs_sentinel.sinks.sns",
+    "stdout": "kvs_sentinel.sinks.stdout",
+}
 
 
 @dataclass(frozen=True)
@@ -25,10 +33,17 @@ class SinkSetting:
     config: BaseModel
 
 
+def _registered(type_name: str) -> Any:
+    if type_name not in SINK_TYPES and type_name in SHIPPED_SINK_MODULES:
+        importlib.import_module(SHIPPED_SINK_MODULES[type_name])
+    return SINK_TYPES.get(type_name)
+
+
 def sink_type(type_name: str) -> Any:
-    found = SINK_TYPES.get(type_name)
+    found = _registered(type_name)
     if found is None:
-        raise ValueError(f"unknown sink type {type_name!r}; known: {', '.join(sorted(SINK_TYPES))}")
+        known = sorted({*SINK_TYPES, *SHIPPED_SINK_MODULES})
+        raise ValueError(f"unknown sink type {type_name!r}; known: {', '.join(known)}")
     return found
 
 
@@ -41,14 +56,14 @@ def validate_sink(name: str, spec: SinkSpec) -> SinkSetting:
 
 
 def secret_fields(type_name: str) -> tuple[str, ...]:
-    found = SINK_TYPES.get(type_name)
+    found = _registered(type_name)
     return tuple(found.secret_fields) if found is not None else ()
 
 
 def build_sinks(settings: Mapping[str, SinkSetting], context: SinkContext | None = None) -> dict[str, Sink]:
     context = context or SinkContext()
     return {
-        name: SINK_TYPES[setting.type].from_config(name, setting.config, context)
+        name: sink_type(setting.type).from_config(name, setting.config, context)
         for name, setting in settings.items()
     }
 
