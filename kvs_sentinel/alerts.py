@@ -126,7 +126,7 @@ def action_of(event_source: str | None, event_name: str | None) -> str:
 
 
 def build_alert(detector: Detector, event: Event, severity: Severity, escalated_because: str | None) -> Alert:
-    fields = _event_fields(event)
+    fields = event_fields(event)
     details: dict[str, Any] = {}
     for check in detector.checks:
         result = check.result(event)
@@ -156,7 +156,7 @@ def build_failure_alert(detector: Detector, event: Event, error: BaseException) 
     """The alert for a detector that raised on an event: the event may be a violation nobody judged, so
     it is said, at the detector's own severity and under its id (its routes apply), instead of only logged.
     """
-    fields = _event_fields(event)
+    fields = event_fields(event)
     action = action_of(fields["event_source"], fields["event_name"])
     return Alert(
         detector=detector.id,
@@ -180,7 +180,8 @@ def build_failure_alert(detector: Detector, event: Event, error: BaseException) 
 _MAX_ERROR_TEXT = 500
 
 
-def _event_fields(event: Event) -> dict[str, Any]:
+def event_fields(event: Event) -> dict[str, Any]:
+    """The alert fields taken from the event: one per name in alert_fields.EVENT_FIELDS."""
     doc = event.doc
     identity = _identity(event)
     envelope = event.envelope

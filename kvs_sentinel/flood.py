@@ -23,25 +23,11 @@ from typing import Any, Literal
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kvs_sentinel.alert_fields import AlertField, MatchField
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.detectors.operators import Test, compile_operator
 
-AlertField = Literal[
-    "severity",
-    "principal",
-    "principal_type",
-    "source_ip",
-    "user_agent",
-    "access_key_id",
-    "account",
-    "region",
-    "resource",
-    "event_source",
-    "event_name",
-    "error_code",
-]
-MatchField = Literal[AlertField, "detector", "practice"]
 _MAX_SEEN_IDS = 1_000
 _SAMPLE_IDS = 5
 

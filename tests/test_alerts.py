@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
-from kvs_sentinel.alerts import is_denial, resource_of
+from kvs_sentinel.alert_fields import EVENT_FIELDS
+from kvs_sentinel.alerts import Alert, event_fields, is_denial, resource_of
 from kvs_sentinel.events import DOC_DECODER, Event, Location
 
 
@@ -47,3 +49,12 @@ def test_resource_is_the_most_specific_name_in_the_request(
         + b"}"
     )
     assert resource_of(Event(doc, "record", Location("t"), None)) == resource  # type: ignore[arg-type]
+
+
+def test_every_event_field_is_taken_from_the_event_and_is_a_field_of_the_alert() -> None:
+    doc = DOC_DECODER.decode(b'{"eventSource": "kinesisvideo.amazonaws.com", "eventName": "GetMedia"}')
+    fields = event_fields(Event(doc, "record", Location("t"), None))  # type: ignore[arg-type]
+    assert tuple(fields) == EVENT_FIELDS
+    assert set(EVENT_FIELDS) <= set(
+        msgspec.structs.fields(Alert) and (f.name for f in msgspec.structs.fields(Alert))
+    )

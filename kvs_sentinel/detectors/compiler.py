@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kvs_sentinel.alert_fields import EVENT_FIELDS
 from kvs_sentinel.detectors.checks import CompiledCheck, compile_check
 from kvs_sentinel.detectors.conditions import (
     FALSE,
@@ -43,24 +44,7 @@ from kvs_sentinel.severity import SEVERITY_NAMES, Severity
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
 # Fields of the alert that a summary template may name besides CloudTrail paths.
-ALERT_PLACEHOLDERS = frozenset(
-    {
-        "principal",
-        "principal_type",
-        "action",
-        "event_source",
-        "event_name",
-        "resource",
-        "source_ip",
-        "account",
-        "region",
-        "access_key_id",
-        "user_agent",
-        "error_code",
-        "event_time",
-        "event_id",
-    }
-)
+ALERT_PLACEHOLDERS = frozenset({*EVENT_FIELDS, "action"})
 DEFAULT_SUMMARY = "{principal} called {action} on {resource} from {source_ip}"
 
 
