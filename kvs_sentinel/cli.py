@@ -215,9 +215,9 @@ def _validate(loaded: LoadedConfig) -> int:
         needs = "run and replay --deliver need it" if unset.startswith("sinks") else "run needs it"
         print(f"  note: {unset} is not set; {needs} (the field is checked then)")
     if loaded.sources:
-        queues = ", ".join(source.queue_url.rsplit("/", 1)[-1] for source in loaded.sources)
+        sources = ", ".join(source.describe() for source in loaded.sources)
         service = loaded.config.service
-        print(f"  run: queues {queues}; health port {service.health_port}, grace {service.grace_seconds:g} s")
+        print(f"  run: {sources}; health port {service.health_port}, grace {service.grace_seconds:g} s")
     delivery = loaded.delivery
     if delivery.sinks:
         sinks = ", ".join(f"{name} ({setting.type})" for name, setting in delivery.sinks.items())

@@ -21,7 +21,7 @@ from kvs_sentinel.routing import RouteSpec
 from kvs_sentinel.run_config import ServiceConfig, SourceSpec, check_sources
 from kvs_sentinel.sinks.base import SinkSpec
 from kvs_sentinel.sinks.registry import SinkSetting, secret_fields, sink_type
-from kvs_sentinel.sources.sqs_client import SqsSourceConfig
+from kvs_sentinel.sources.base import SourceConfig
 from kvs_sentinel.yaml_files import read_yaml
 
 BUILTIN_PREFIX = "builtin:"
@@ -64,7 +64,7 @@ class LoadedConfig:
     detectors: tuple[Detector, ...]
     packs: tuple[Path, ...]
     delivery: DeliverySettings = DeliverySettings()
-    sources: tuple[SqsSourceConfig, ...] = ()
+    sources: tuple[SourceConfig, ...] = ()
     # `sinks.NAME.FIELD: VAR` for each variable left unset because the command does not deliver
     unset_env: tuple[str, ...] = ()
 

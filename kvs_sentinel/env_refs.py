@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from kvs_sentinel.errors import ConfigError
 
+_Model = TypeVar("_Model", bound=BaseModel)
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -47,7 +48,7 @@ def substitute_env(value: Any, where: str, unset: list[str] | None = None) -> An
     return value
 
 
-def validate_options(model: type[BaseModel], options: Mapping[str, Any]) -> BaseModel:
+def validate_options(model: type[_Model], options: Mapping[str, Any]) -> _Model:
     """`model` from `options`; a field still holding an unset `${VAR}` is not checked (nor usable).
 
     Raises pydantic's ValidationError for the other fields.

@@ -15,7 +15,6 @@ not sent again when SQS redelivers its event) and `Metrics`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -112,8 +111,7 @@ class Pipeline:
                 if stop.is_set():
                     break
         finally:
-            if (close := getattr(messages, "aclose", None)) is not None:
-                await close()  # now, not when collected: a source releases what it received
+            await messages.aclose()  # now, not when collected: a source releases what it received
             for _ in range(self.workers):
                 await queue.put(None)
 
@@ -123,12 +121,10 @@ class Pipeline:
 
     async def handle(self, message: Message) -> None:
         structlog.contextvars.bind_contextvars(message_id=message.id)
-        received_at: float | None = getattr(message, "received_at", None)
-        heartbeat = getattr(message, "heartbeat", None)
         try:
             # The message stays invisible while it is worked on (slow sinks, big log files): were it to
             # reappear, another worker could deliver its alerts a second time.
-            async with heartbeat() if heartbeat is not None else contextlib.nullcontext():
+            async with message.heartbeat():
                 outcome = Outcome()
                 for document in message.documents:
                     self.processor.process(document, outcome)
@@ -161,8 +157,8 @@ class Pipeline:
             await message.ack()
             self.counts.messages_done += 1
         finally:
-            if self.metrics is not None and received_at is not None:
-                self.metrics.message_processed(time.monotonic() - received_at)
+            if self.metrics is not None:
+                self.metrics.message_processed(time.monotonic() - message.received_at)
             structlog.contextvars.unbind_contextvars("message_id")
 
     async def _read_log_files(self, refs: Sequence[LogFileRef], reader: LogFileReader) -> None:

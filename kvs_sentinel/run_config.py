@@ -23,12 +23,11 @@ from kvs_sentinel.dedupe import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW_SECONDS
 from kvs_sentinel.emf import EmfConfig
 from kvs_sentinel.env_refs import validate_options
 from kvs_sentinel.errors import ConfigError
+from kvs_sentinel.sources.base import SourceConfig
+from kvs_sentinel.sources.registry import source_type
 from kvs_sentinel.sources.s3 import MAX_OBJECT_BYTES, MAX_RECORDS, MAX_SECONDS, MAX_UNZIPPED_BYTES
-from kvs_sentinel.sources.sqs_client import SqsSourceConfig
 from kvs_sentinel.state.registry import check_state_url
 
-# `type:` → its options model. A new consumer (Kinesis, say) registers here.
-SOURCE_TYPES: dict[str, type[BaseModel]] = {"sqs": SqsSourceConfig}
 DEFAULT_PORT = 8080  # as health.DEFAULT_PORT, without importing aiohttp into every command
 
 
@@ -109,23 +108,22 @@ class ServiceConfig(BaseModel):
         return self.grace_seconds - self.close_seconds
 
 
-def check_sources(specs: Sequence[SourceSpec], path: Path, problems: Any) -> tuple[SqsSourceConfig, ...]:
-    """Pass two of `sources`: each entry's options against its type's Config."""
-    checked: list[SqsSourceConfig] = []
+def check_sources(specs: Sequence[SourceSpec], path: Path, problems: Any) -> tuple[SourceConfig, ...]:
+    """Pass two of `sources`: each entry's options against its registered type's Config."""
+    checked: list[SourceConfig] = []
     for i, spec in enumerate(specs):
-        model = SOURCE_TYPES.get(spec.type)
-        if model is None:
-            known = ", ".join(sorted(SOURCE_TYPES))
-            raise ConfigError(f"{path}: sources[{i}].type: unknown source type {spec.type!r}; known: {known}")
+        try:
+            model = source_type(spec.type).Config
+        except ValueError as exc:
+            raise ConfigError(f"{path}: sources[{i}].type: {exc}") from None
         options = dict(spec.model_extra or {})
         try:
             config = validate_options(model, options)
         except ValidationError as exc:
             raise ConfigError(f"{path}: sources[{i}].{problems(exc, options)}") from None
-        assert isinstance(config, SqsSourceConfig)
         checked.append(config)
-    urls = [config.queue_url for config in checked]
-    repeated = sorted({url for url in urls if urls.count(url) > 1})
+    keys = [(type(config), config.identity()) for config in checked]
+    repeated = sorted({key for _, key in keys if keys.count((_, key)) > 1})
     if repeated:
-        raise ConfigError(f"{path}: sources: queue listed twice: {', '.join(repeated)}")
+        raise ConfigError(f"{path}: sources: listed twice: {', '.join(repeated)}")
     return tuple(checked)

@@ -39,8 +39,10 @@ from kvs_sentinel.routing import Dispatcher, Router
 from kvs_sentinel.run_config import ServiceConfig
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sinks.registry import build_sinks
+from kvs_sentinel.sources.base import ConsumedSource
 from kvs_sentinel.sources.files import FileItem
 from kvs_sentinel.sources.merge import MergedSource
+from kvs_sentinel.sources.registry import build_sources
 from kvs_sentinel.sources.s3 import (
     LogFileBudget,
     S3Getter,
@@ -49,7 +51,6 @@ from kvs_sentinel.sources.s3 import (
     log_file_location,
     s3_client,
 )
-from kvs_sentinel.sources.sqs import SqsSource
 from kvs_sentinel.startup_signals import STOP_SIGNALS
 from kvs_sentinel.state.base import StateStore
 from kvs_sentinel.state.memory import MemoryStore
@@ -123,7 +124,7 @@ class Service:
         self,
         loaded: LoadedConfig,
         *,
-        sources: Sequence[SqsSource] | None = None,
+        sources: Sequence[ConsumedSource] | None = None,
         sinks: Mapping[str, Sink] | None = None,
         s3_factory: S3Factory = s3_client,
         iam_factory: IamFactory = iam_client,
@@ -133,7 +134,7 @@ class Service:
         self.settings = loaded.config.service
         self.stats = RunStats()
         self.metrics = metrics or Metrics()
-        self.sources = list(sources) if sources is not None else [SqsSource(c) for c in loaded.sources]
+        self.sources = list(sources) if sources is not None else build_sources(loaded.sources)
         if not self.sources:
             raise ConfigError(f"{loaded.path}: run needs a sources section (see config/sentinel.yaml)")
         self._sinks = sinks
@@ -180,7 +181,7 @@ class Service:
                 pipeline, source, dispatcher = start.result()
                 log.info(
                     "run_started",
-                    queues=[queue.queue_name for queue in self.sources],
+                    sources=[source.name for source in self.sources],
                     detectors=len(self.loaded.detectors),
                     sinks=sorted(dispatcher.sinks),
                     workers=self.settings.workers,
@@ -209,9 +210,9 @@ class Service:
         self.metrics.watch_stats(self.stats)
         source = MergedSource(self.sources)
         stack.push_async_callback(source.aclose)  # on any way out; a second close does nothing
-        for queue in self.sources:
-            self.metrics.watch_source(queue.queue_name, queue.counts.as_dict)
-            await queue.startup_check()
+        for consumed in self.sources:
+            self.metrics.watch_source(consumed.name, consumed.counts.as_dict)
+            await consumed.startup_check()
         if settings.iam_policy_lookup:
             await start_policy_lookup(stack, settings.iam_policy_refresh_seconds, self.iam_factory)
         processor = Processor(Engine(self.loaded.detectors), self.stats, self._observe_event_time)
@@ -313,12 +314,12 @@ class Service:
             forced=summary.forced,
             started=summary.started,
             seconds=round(seconds, 3),
-            deleted=sum(source.counts.deleted for source in self.sources),
-            retried=sum(source.counts.retried for source in self.sources),
+            deleted=sum(source.counts.as_dict().get("deleted", 0) for source in self.sources),
+            retried=sum(source.counts.as_dict().get("retried", 0) for source in self.sources),
         )
 
 
-def source_in_flight(sources: Sequence[SqsSource]) -> int:
+def source_in_flight(sources: Sequence[ConsumedSource]) -> int:
     return sum(source.in_flight for source in sources)
 
 
@@ -329,7 +330,7 @@ async def serve(loaded: LoadedConfig) -> int:
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, service.request_stop)
-    log.info("run_starting", queues=[queue.queue_name for queue in service.sources])
+    log.info("run_starting", sources=[source.name for source in service.sources])
     try:
         summary = await service.run()
     finally:

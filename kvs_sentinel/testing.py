@@ -19,7 +19,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -30,6 +30,7 @@ from kvs_sentinel.alerts import Alert
 from kvs_sentinel.clock import Clock
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import DeliveryError
+from kvs_sentinel.sources.base import Unleased
 
 FAKE_WEBHOOK_PATH = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 
@@ -272,13 +273,14 @@ class RecordingSink:
 
 
 @dataclass
-class FakeMessage:
+class FakeMessage(Unleased):
     """A source message whose ack/retry are recorded."""
 
     id: str
     documents: Sequence[Document]
     acked: bool = False
     retries: list[str] = field(default_factory=list)
+    received_at: float = field(default_factory=time.monotonic)
 
     async def ack(self) -> None:
         self.acked = True
@@ -293,7 +295,7 @@ class ListSource:
     def __init__(self, messages: Sequence[FakeMessage]) -> None:
         self.sent = list(messages)
 
-    async def messages(self) -> AsyncIterator[FakeMessage]:
+    async def messages(self) -> AsyncGenerator[FakeMessage, None]:
         for message in self.sent:
             yield message
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -11,6 +12,7 @@ import structlog
 from kvs_sentinel.envelopes import Decodable, LineBatch, Malformed, Skipped
 from kvs_sentinel.errors import InputError
 from kvs_sentinel.events import Location
+from kvs_sentinel.sources.base import Unleased
 from kvs_sentinel.sources.files import STDIN, expand_paths, open_input, split_documents
 from kvs_sentinel.stats import RunStats
 
@@ -21,11 +23,12 @@ TYPICAL_EVENT_BYTES = 1500
 
 
 @dataclass
-class FileBatch:
+class FileBatch(Unleased):
     """Units cut from local files. Nothing to acknowledge: a failed delivery is counted by the pipeline."""
 
     id: str
     documents: Sequence[Decodable] = field(default_factory=list)
+    received_at: float = field(default_factory=time.monotonic)
 
     async def ack(self) -> None:
         return None
@@ -53,7 +56,7 @@ class FileSource:
         except OSError:
             return None
 
-    async def messages(self) -> AsyncIterator[FileBatch]:
+    async def messages(self) -> AsyncGenerator[FileBatch, None]:
         batch: list[Decodable] = []
         weight = 0  # about how many events the batch holds: its memory bound
         count = 0

@@ -29,6 +29,8 @@ import structlog
 from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.events import Location
+from kvs_sentinel.sources.base import Message, SourceConfig
+from kvs_sentinel.sources.registry import register_source
 from kvs_sentinel.sources.sqs_acks import DELETE_BATCH, AckBatcher
 from kvs_sentinel.sources.sqs_client import (
     MAX_VISIBILITY_SECONDS,
@@ -120,8 +122,17 @@ class SqsMessage:
         return True
 
 
+@register_source("sqs")
 class SqsSource:
     """The `Source` for `run`. Use `async with`, or call `aclose()`: it flushes pending deletes."""
+
+    Config = SqsSourceConfig
+
+    @classmethod
+    def from_config(cls, config: SourceConfig) -> SqsSource:
+        if not isinstance(config, SqsSourceConfig):
+            raise TypeError(f"an SQS source needs SqsSourceConfig, not {type(config).__name__}")
+        return cls(config)
 
     def __init__(
         self,
@@ -159,6 +170,10 @@ class SqsSource:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    @property
+    def name(self) -> str:
+        return self.queue_name
 
     @property
     def in_flight(self) -> int:
@@ -362,9 +377,10 @@ class SqsSource:
         if why == "extended":
             self.counts.extended += 1
 
-    async def release(self, messages: Sequence[SqsMessage]) -> None:
+    async def release(self, messages: Sequence[Message]) -> None:
         """Give messages nobody will process back to the queue at once (visibility 0), never deleting."""
-        await self._release([m for m in messages if not m.settled])
+        mine = [m for m in messages if isinstance(m, SqsMessage) and m._source is self and not m.settled]
+        await self._release(mine)
 
     async def _release(self, messages: list[SqsMessage]) -> None:
         """Give unprocessed messages back to the queue at once (visibility 0), never deleting them."""

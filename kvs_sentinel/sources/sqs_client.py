@@ -14,14 +14,16 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from kvs_sentinel.sources.base import SourceConfig
 
 MAX_VISIBILITY_SECONDS = 43_200  # 12 h, the SQS maximum
 RECEIVE_ERROR_BACKOFF_CAP = 30.0
 _REGION_IN_URL = re.compile(r"^(?:sqs[.-]([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?$")
 
 
-class SqsSourceConfig(BaseModel):
+class SqsSourceConfig(SourceConfig):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     queue_url: str = Field(pattern=r"^https?://[^/\s]+/\d+/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
@@ -34,6 +36,12 @@ class SqsSourceConfig(BaseModel):
     retry_backoff_base_seconds: int = Field(10, ge=0, le=MAX_VISIBILITY_SECONDS)
     retry_backoff_max_seconds: int = Field(900, ge=0, le=MAX_VISIBILITY_SECONDS)
     ack_flush_seconds: float = Field(0.5, gt=0, le=10)
+
+    def identity(self) -> str:
+        return self.queue_url
+
+    def describe(self) -> str:
+        return f"queue {queue_name(self.queue_url)}"
 
 
 def retry_visibility(receive_count: int, base: int, cap: int) -> int:
