@@ -29,10 +29,10 @@ import yaml
 
 from bench.corpus import generate_events, write_corpus
 from bench.whole_process import medians
+from kvs_sentinel.app import replay_pipeline
 from kvs_sentinel.config import LoadedConfig, load_config
-from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.logs import configure_logging
-from kvs_sentinel.pipeline import Pipeline
+from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sinks.stdout import JsonLinesSink
 from kvs_sentinel.sources.local import FileSource
 from kvs_sentinel.stats import RunStats
@@ -64,7 +64,7 @@ def replay(path: Path, loaded: LoadedConfig) -> RunStats:
     stats = RunStats()
     source = FileSource([str(path)], stats)
     sink = JsonLinesSink(os.devnull)
-    pipeline = Pipeline(source, Processor(Engine(loaded.detectors), stats), [sink], workers=1, queue_size=2)
+    pipeline = replay_pipeline(loaded, source, stats, Dispatcher.broadcast([sink]))
 
     async def go() -> None:
         try:

@@ -19,18 +19,16 @@ from urllib.parse import urlsplit
 import msgspec
 
 from kvs_sentinel import __version__
+from kvs_sentinel.app import configured_dispatcher, replay_pipeline
 from kvs_sentinel.config import LoadedConfig, SentinelConfig, compile_config, load_config
-from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.errors import ConfigError, DeliveryError, UsageError
 from kvs_sentinel.examples import run_examples
 from kvs_sentinel.flood import Suppressions
 from kvs_sentinel.logs import configure_logging
 from kvs_sentinel.output_paths import check_writable
-from kvs_sentinel.pipeline import Pipeline
-from kvs_sentinel.routing import Dispatcher, Router
+from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.run_config import DEFAULT_PORT
 from kvs_sentinel.sinks.base import Sink
-from kvs_sentinel.sinks.registry import build_sinks
 from kvs_sentinel.sinks.stdout import JsonLinesSink
 from kvs_sentinel.sources.local import FileSource
 from kvs_sentinel.startup_signals import exit_cleanly_on_stop_signals
@@ -299,9 +297,7 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     except (DeliveryError, ConfigError) as exc:
         print(f"kvs-sentinel: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    # one worker keeps alerts in input order; a short queue keeps streamed chunks from piling up
-    processor = Processor(Engine(loaded.detectors), stats)
-    pipeline = Pipeline(source, processor, dispatcher=dispatcher, workers=1, queue_size=2)
+    pipeline = replay_pipeline(loaded, source, stats, dispatcher)
     try:
         counts = await pipeline.run()
     finally:
@@ -334,12 +330,4 @@ def _dispatcher(args: argparse.Namespace, loaded: LoadedConfig) -> Dispatcher:
         raise ConfigError(
             "--deliver sends to the configured sinks; --output and --format are for JSON Lines, not both"
         )
-    delivery = loaded.delivery
-    if not delivery.sinks:
-        raise ConfigError(f"{loaded.path}: --deliver needs a sinks section (see config/sentinel.yaml)")
-    return Dispatcher(
-        build_sinks(delivery.sinks),
-        Router(delivery.routes, delivery.default_route),
-        suppressions=Suppressions(delivery.suppressions),
-        grouping=delivery.grouping,
-    )
+    return configured_dispatcher(loaded, "--deliver")

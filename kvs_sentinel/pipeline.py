@@ -65,9 +65,8 @@ class Pipeline:
         self,
         source: Source,
         processor: Processor,
-        sinks: Sequence[Sink] = (),
+        dispatcher: Dispatcher,
         *,
-        dispatcher: Dispatcher | None = None,
         workers: int = 1,
         queue_size: int = 8,
         log_files: LogFileReader | None = None,
@@ -75,11 +74,9 @@ class Pipeline:
         metrics: Metrics | None = None,
         log_alerts: bool = False,
     ) -> None:
-        if dispatcher is not None and sinks:
-            raise ValueError("give sinks or a dispatcher, not both")
         self.source = source
         self.processor = processor
-        self.dispatcher = dispatcher or Dispatcher.broadcast(sinks)
+        self.dispatcher = dispatcher
         self.workers = workers
         self.queue_size = queue_size
         self.log_files = log_files

@@ -24,21 +24,19 @@ from typing import BinaryIO
 import structlog
 
 from kvs_sentinel.alerts import Alert
+from kvs_sentinel.app import configured_dispatcher, run_pipeline
 from kvs_sentinel.config import LoadedConfig
 from kvs_sentinel.customer_policies import IamFactory, iam_client, start_policy_lookup
 from kvs_sentinel.dedupe import AlertDeduper
 from kvs_sentinel.emf import EmfConfig, EmfEmitter
-from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.envelopes import LogFileRef
 from kvs_sentinel.errors import ConfigError, DeliveryError
-from kvs_sentinel.flood import Suppressions
 from kvs_sentinel.health import HealthServer
 from kvs_sentinel.metrics import Metrics
 from kvs_sentinel.pipeline import Pipeline, PipelineCounts
-from kvs_sentinel.routing import Dispatcher, Router
+from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.run_config import ServiceConfig
 from kvs_sentinel.sinks.base import Sink
-from kvs_sentinel.sinks.registry import build_sinks
 from kvs_sentinel.sources.base import ConsumedSource
 from kvs_sentinel.sources.files import FileItem
 from kvs_sentinel.sources.merge import MergedSource
@@ -160,17 +158,8 @@ class Service:
         return all(source.ready for source in self.sources)
 
     def dispatcher(self) -> Dispatcher:
-        delivery = self.loaded.delivery
-        sinks = self._sinks if self._sinks is not None else build_sinks(delivery.sinks)
-        if not sinks:
-            raise ConfigError(f"{self.loaded.path}: run needs a sinks section (see config/sentinel.yaml)")
-        # sinks given in code (tests, benchmarks) take every alert unless the config routes them
-        default = delivery.default_route if delivery.sinks else tuple(sinks)
-        return Dispatcher(
-            {name: MeteredSink(sink, self.metrics) for name, sink in sinks.items()},
-            Router(delivery.routes, default),
-            suppressions=Suppressions(delivery.suppressions),
-            grouping=delivery.grouping,
+        return configured_dispatcher(
+            self.loaded, "run", self._sinks, wrap=lambda sink: MeteredSink(sink, self.metrics)
         )
 
     async def run(self) -> RunSummary:
@@ -215,17 +204,15 @@ class Service:
             await consumed.startup_check()
         if settings.iam_policy_lookup:
             await start_policy_lookup(stack, settings.iam_policy_refresh_seconds, self.iam_factory)
-        processor = Processor(Engine(self.loaded.detectors), self.stats, self._observe_event_time)
-        self.pipeline = Pipeline(
+        self.pipeline = run_pipeline(
+            self.loaded,
             source,
-            processor,
-            dispatcher=dispatcher,
-            workers=settings.workers,
-            queue_size=settings.workers,
+            self.stats,
+            dispatcher,
             log_files=S3LogFiles(s3, settings),
             dedupe=AlertDeduper(await self._state(stack), settings.dedupe_window_seconds),
             metrics=self.metrics,
-            log_alerts=True,
+            on_event_time=self._observe_event_time,
         )
         return self.pipeline, source, dispatcher
 

@@ -17,6 +17,7 @@ from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.events import Location
 from kvs_sentinel.pipeline import Pipeline
+from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.state.base import StateError
 from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.state.registry import open_store
@@ -118,7 +119,9 @@ async def deliver_once(pipeline_dedupe: AlertDeduper) -> tuple[RecordingSink, Fa
     sink = RecordingSink("slack")
     message = FakeMessage("m", [Document(json.dumps(media_read()), Location("sqs:q/m"))])
     processor = Processor(Engine(load_config().detectors), RunStats())
-    await Pipeline(ListSource([message]), processor, [sink], dedupe=pipeline_dedupe).run()
+    await Pipeline(
+        ListSource([message]), processor, Dispatcher.broadcast([sink]), dedupe=pipeline_dedupe
+    ).run()
     return sink, message
 
 

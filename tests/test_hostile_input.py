@@ -21,6 +21,7 @@ from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.envelopes import Document, LineBatch, LogFileRef, Malformed
 from kvs_sentinel.events import Location
 from kvs_sentinel.pipeline import Pipeline
+from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sources import files
 from kvs_sentinel.sources.files import FileItem, split_documents
 from kvs_sentinel.sources.s3 import LogFileBudget, documents_of_log_file
@@ -157,7 +158,7 @@ async def test_a_failing_detector_is_an_alert_and_the_others_still_judge(tmp_pat
     processor = Processor(Engine(_with_a_broken_detector(tmp_path).detectors), RunStats())
     sink = RecordingSink("slack")
     message = FakeMessage("m", [Document(json.dumps(producer_get_media()), Location("m"))])
-    await Pipeline(ListSource([message]), processor, [sink]).run()
+    await Pipeline(ListSource([message]), processor, Dispatcher.broadcast([sink])).run()
     by_detector = {alert.detector: alert for alert in sink.alerts}
     assert set(by_detector) == {"broken", "working"}
     failure = by_detector["broken"]
@@ -241,7 +242,7 @@ async def test_a_log_file_over_its_budget_stops_there_and_says_so(processor: Pro
     reader = _InMemoryLogFiles({"big.json": lines}, LogFileBudget(max_records=files.LINES_PER_DOCUMENT + 1))
     sink = RecordingSink("slack")
     message = FakeMessage("m", [_notification("big.json")])
-    await Pipeline(ListSource([message]), processor, [sink], log_files=reader).run()
+    await Pipeline(ListSource([message]), processor, Dispatcher.broadcast([sink]), log_files=reader).run()
     judged = {alert.event_id for alert in sink.alerts if alert.detector == GET_MEDIA_DETECTOR}
     assert len(judged) == 2 * files.LINES_PER_DOCUMENT  # the document that crossed the budget, then no more
     assert processor.stats.malformed == 1
@@ -261,7 +262,7 @@ async def test_an_unreadable_body_is_left_for_the_redrive_policy(body: str, proc
     sink = RecordingSink("slack")
     bad = FakeMessage("bad", [Document(body, Location("sqs:q/bad"))])
     good = FakeMessage("good", [Document(json.dumps(producer_get_media()), Location("sqs:q/good"))])
-    pipeline = Pipeline(ListSource([bad, good]), processor, [sink])
+    pipeline = Pipeline(ListSource([bad, good]), processor, Dispatcher.broadcast([sink]))
     counts = await pipeline.run()
     assert not bad.acked
     assert len(bad.retries) == 1
@@ -281,7 +282,9 @@ async def test_an_unreadable_body_is_left_for_the_redrive_policy(body: str, proc
 )
 async def test_a_body_known_to_be_no_event_is_deleted(body: dict[str, Any], processor: Processor) -> None:
     message = FakeMessage("m", [Document(json.dumps(body), Location("sqs:q/m"))])
-    counts = await Pipeline(ListSource([message]), processor, [RecordingSink("slack")]).run()
+    counts = await Pipeline(
+        ListSource([message]), processor, Dispatcher.broadcast([RecordingSink("slack")])
+    ).run()
     assert message.acked
     assert not message.retries
     assert counts.messages_unreadable == 0

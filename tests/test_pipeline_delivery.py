@@ -167,11 +167,6 @@ async def test_a_first_alert_that_failed_is_sent_when_its_message_comes_back(pro
     assert len(sink.alerts) == 2
 
 
-def test_pipeline_refuses_both_sinks_and_a_dispatcher(processor: Processor) -> None:
-    with pytest.raises(ValueError, match="not both"):
-        Pipeline(ListSource([]), processor, [RecordingSink()], dispatcher=Dispatcher({}))
-
-
 def deliver_config(tmp_path: Path, **slack: object) -> Path:
     pack = Path(__file__).resolve().parents[1] / "config" / "packs" / "kvs.yaml"
     options = "".join(f"\n    {key}: {value}" for key, value in slack.items())

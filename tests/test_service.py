@@ -22,6 +22,7 @@ from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import Location
 from kvs_sentinel.pipeline import Pipeline
+from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.service import RunSummary, Service
 from kvs_sentinel.sources.sqs import SqsSource, SqsSourceConfig
 from kvs_sentinel.state.memory import MemoryStore
@@ -178,7 +179,9 @@ def media_message(n: int) -> FakeMessage:
 async def test_a_redelivered_event_is_not_alerted_twice_but_a_failed_delivery_is_retried() -> None:
     sink = RecordingSink("slack")
     processor = Processor(Engine(load_config().detectors), RunStats())
-    pipeline = Pipeline(ListSource([]), processor, [sink], dedupe=AlertDeduper(MemoryStore()))
+    pipeline = Pipeline(
+        ListSource([]), processor, Dispatcher.broadcast([sink]), dedupe=AlertDeduper(MemoryStore())
+    )
     sink.fail_next = 1
     first = media_message(1)
     await pipeline.handle(first)  # fails: nothing recorded

@@ -1,0 +1,80 @@
+"""The composition root: configuration in, the parts of a run wired together. `replay`, `replay
+--deliver`, `run`, the benchmarks and the example tests build their pipelines here and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from kvs_sentinel.config import LoadedConfig
+from kvs_sentinel.dedupe import AlertDeduper
+from kvs_sentinel.engine import Engine, Processor
+from kvs_sentinel.errors import ConfigError
+from kvs_sentinel.flood import Suppressions
+from kvs_sentinel.metrics import Metrics
+from kvs_sentinel.pipeline import LogFileReader, Pipeline
+from kvs_sentinel.routing import Dispatcher, Router
+from kvs_sentinel.sinks.base import Sink
+from kvs_sentinel.sinks.registry import build_sinks
+from kvs_sentinel.sources.base import Source
+from kvs_sentinel.stats import RunStats
+
+EventTimeObserver = Callable[[object], object]
+
+
+def configured_dispatcher(
+    loaded: LoadedConfig,
+    command: str,
+    sinks: Mapping[str, Sink] | None = None,
+    wrap: Callable[[Sink], Sink] | None = None,
+) -> Dispatcher:
+    """The configured sinks (or `sinks` given in code: tests, benchmarks), routes, suppressions and
+    grouping. Sinks given in code take every alert unless the configuration routes them."""
+    delivery = loaded.delivery
+    built = sinks if sinks is not None else build_sinks(delivery.sinks)
+    if not built:
+        raise ConfigError(f"{loaded.path}: {command} needs a sinks section (see config/sentinel.yaml)")
+    default = delivery.default_route if delivery.sinks else tuple(built)
+    return Dispatcher(
+        {name: wrap(sink) if wrap else sink for name, sink in built.items()},
+        Router(delivery.routes, default),
+        suppressions=Suppressions(delivery.suppressions),
+        grouping=delivery.grouping,
+    )
+
+
+def processor_for(
+    loaded: LoadedConfig, stats: RunStats, on_event_time: EventTimeObserver | None = None
+) -> Processor:
+    return Processor(Engine(loaded.detectors), stats, on_event_time)
+
+
+def replay_pipeline(
+    loaded: LoadedConfig, source: Source, stats: RunStats, dispatcher: Dispatcher
+) -> Pipeline:
+    # one worker keeps alerts in input order; a short queue keeps streamed chunks from piling up
+    return Pipeline(source, processor_for(loaded, stats), dispatcher, workers=1, queue_size=2)
+
+
+def run_pipeline(
+    loaded: LoadedConfig,
+    source: Source,
+    stats: RunStats,
+    dispatcher: Dispatcher,
+    *,
+    log_files: LogFileReader,
+    dedupe: AlertDeduper,
+    metrics: Metrics,
+    on_event_time: EventTimeObserver,
+) -> Pipeline:
+    workers = loaded.config.service.workers
+    return Pipeline(
+        source,
+        processor_for(loaded, stats, on_event_time),
+        dispatcher,
+        workers=workers,
+        queue_size=workers,
+        log_files=log_files,
+        dedupe=dedupe,
+        metrics=metrics,
+        log_alerts=True,
+    )
