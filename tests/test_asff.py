@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from kvs_sentinel.findings import finding_uid
 from kvs_sentinel.sinks.asff import asff_finding
-from tests.test_slack import sample_alert
+from tests.support.alert_samples import sample_alert
 
 NOW = datetime(2026, 2, 3, 10, 20, tzinfo=UTC)
 REQUIRED = {

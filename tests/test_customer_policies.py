@@ -27,6 +27,7 @@ from kvs_sentinel.envelopes import Document
 from kvs_sentinel.events import Event, Location
 from kvs_sentinel.examples import wrap
 from tests.aws_fixtures import aws_client, moto_server
+from tests.support.waiting import wait_until
 
 __all__ = ["moto_server"]
 
@@ -117,10 +118,7 @@ async def test_the_refresher_fetches_what_a_check_asked_for(moto_server: str, no
         assert check(attach_event(arn)) is None  # not known yet: asked for
         task = asyncio.create_task(refresher.run())
         try:
-            for _ in range(100):
-                if catalog.get(arn) is not None:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_until(lambda: catalog.get(arn), 5, "the refresher to read the policy from IAM")
         finally:
             task.cancel()
     details = check(attach_event(arn))

@@ -24,7 +24,7 @@ from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.stats import RunStats
 from kvs_sentinel.testing import FakeMessage, ListSource, RecordingSink
 from tests.aws_fixtures import moto_server
-from tests.test_state import TABLE, make_table
+from tests.support.state_tables import TABLE, make_table
 
 __all__ = ["moto_server"]
 

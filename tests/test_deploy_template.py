@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,23 +18,6 @@ import yaml
 from cfnlint.decode import decode
 
 from kvs_sentinel.config import load_config
-from tests.test_run_e2e import (
-    Sentinel,
-    alerts_in,
-    drained,
-    event_id,
-    eventbridge,
-    jsonl_sink,
-    make_queue,
-    moto_server,
-    queue_counts,
-    send,
-    sentinels,
-    wait_until,
-    write_config,
-)
-
-__all__ = ["moto_server", "sentinels"]
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = ROOT / "deploy" / "sentinel.yaml"
@@ -533,32 +515,3 @@ def test_service_scales_on_queue_depth(template: dict[str, Any]) -> None:
         assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
         assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["Queue", "QueueName"]}}]
     assert by_action["ScaleOutPolicy"]["Threshold"] == {"Ref": "ScaleOutQueueDepth"}
-
-
-async def test_two_tasks_on_one_queue_share_the_messages_and_alert_each_event_once(
-    moto_server: str, tmp_path: Path, sentinels: list[Sentinel]
-) -> None:
-    url, _, dlq = await make_queue("kvs-sentinel-events")
-    outputs = [tmp_path / f"task{i}.jsonl" for i in (1, 2)]
-    for i, out in enumerate(outputs, 1):
-        # a low max_in_flight so that one task cannot take the whole backlog at once
-        config, _ = write_config(tmp_path, f"task{i}", url, jsonl_sink(out), max_in_flight=4, pollers=1)
-        sentinels.append(Sentinel(config, tmp_path / f"task{i}.log"))
-    for sentinel in sentinels:
-        await wait_until(lambda s=sentinel: s.logged("run_started"), 20, "start-up")
-    events = range(1, 41)
-    await send(url, *(eventbridge(n) for n in events))
-
-    async def all_alerted() -> bool:
-        return len([a for out in outputs for a in alerts_in(out)]) >= 2 * len(events)
-
-    await wait_until(all_alerted, 60, "every event alerted")
-    await wait_until(lambda: drained(url), 30, "queue drained")
-    for sentinel in sentinels:
-        await sentinel.stop(within=15)
-    per_task = [alerts_in(out) for out in outputs]
-    everything = Counter(a for alerts in per_task for a in alerts)
-    assert {event for _, event in everything} == {event_id(n) for n in events}
-    assert max(everything.values()) == 1, "an alert was sent by both tasks"
-    assert all(per_task), f"one task did all the work: {[len(a) for a in per_task]}"
-    assert await queue_counts(dlq) == (0, 0)

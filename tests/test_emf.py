@@ -18,8 +18,9 @@ from kvs_sentinel.emf import EmfConfig, EmfEmitter
 from kvs_sentinel.metrics import Metrics
 from kvs_sentinel.stats import RunStats
 from kvs_sentinel.testing import RecordingSink
-from tests.test_run_e2e import eventbridge, wait_until
-from tests.test_service import FakeSqs, service_for
+from tests.support.events import eventbridge
+from tests.support.fake_sqs import FakeSqs, service_for
+from tests.support.waiting import wait_until
 
 UNITS = {
     *("Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes"),

@@ -11,7 +11,8 @@ from kvs_sentinel.cli import main
 from kvs_sentinel.flood import Grouper, GroupingSpec, Suppressions, SuppressionSpec
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.testing import FakeClock, RecordingSink
-from tests.test_slack import fresh_logging, sample_alert
+from tests.support.alert_samples import sample_alert
+from tests.support.logging_reset import fresh_logging
 
 __all__ = ["fresh_logging"]  # autouse here too
 

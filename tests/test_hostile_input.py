@@ -27,7 +27,7 @@ from kvs_sentinel.sources.files import FileItem, split_documents
 from kvs_sentinel.sources.s3 import LogFileBudget, documents_of_log_file
 from kvs_sentinel.stats import RunStats
 from kvs_sentinel.testing import FakeMessage, ListSource, RecordingSink
-from tests.test_slack import fresh_logging
+from tests.support.logging_reset import fresh_logging
 
 __all__ = ["fresh_logging"]  # autouse: replay's logging setup must not outlive its captured stderr
 

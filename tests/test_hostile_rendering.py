@@ -26,7 +26,8 @@ from kvs_sentinel.sinks.sns import message_attributes, sns_message, sns_subject
 from kvs_sentinel.sinks.stdout import JsonLinesSink
 from kvs_sentinel.stats import RunStats
 from kvs_sentinel.testing import FakeSlackWebhook
-from tests.test_slack import fresh_logging, make_sink, sample_alert
+from tests.support.alert_samples import make_sink, sample_alert
+from tests.support.logging_reset import fresh_logging
 
 __all__ = ["fresh_logging"]
 

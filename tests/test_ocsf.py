@@ -17,7 +17,7 @@ from kvs_sentinel.sinks.base import SinkSpec
 from kvs_sentinel.sinks.ocsf import ocsf_finding
 from kvs_sentinel.sinks.registry import validate_sink
 from kvs_sentinel.sinks.stdout import JsonLinesSink
-from tests.test_slack import sample_alert
+from tests.support.alert_samples import sample_alert
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "ocsf_detection_finding_1.1.0.schema.json").read_text())
 

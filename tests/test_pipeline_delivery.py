@@ -27,7 +27,7 @@ from kvs_sentinel.testing import (
     RecordingSink,
     SlackReply,
 )
-from tests.test_slack import fresh_logging
+from tests.support.logging_reset import fresh_logging
 
 __all__ = ["fresh_logging"]  # autouse here too
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -11,7 +11,8 @@ from kvs_sentinel.config import load_config
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.routing import Router, RouteSpec
 from kvs_sentinel.sinks.slack import SlackConfig
-from tests.test_slack import fresh_logging, sample_alert
+from tests.support.alert_samples import sample_alert
+from tests.support.logging_reset import fresh_logging
 
 __all__ = ["fresh_logging"]  # autouse here too
 

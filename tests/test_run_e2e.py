@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import inspect
 import json
 import os
 import re
@@ -17,9 +16,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,171 +25,16 @@ import pytest
 
 from kvs_sentinel.testing import FakeSlackWebhook, SlackReply
 from tests.aws_fixtures import aws_client, moto_server, point_aws_at
+from tests.support.events import event_id, eventbridge, media_read
+from tests.support.queues import drained, make_queue, queue_counts, send
+from tests.support.sentinel_process import Sentinel, alerts_in, jsonl_sink, sentinels, write_config
+from tests.support.waiting import wait_until
 
-__all__ = ["moto_server"]
+__all__ = ["moto_server", "sentinels"]
 
 PACK = Path(__file__).resolve().parents[1] / "config" / "packs" / "kvs.yaml"
 DETECTORS_PER_EVENT = 2  # a producer reading video from an untrusted address: media read + source ip
 BUCKET = "kvs-trail-logs"
-
-
-def media_read(n: int) -> dict[str, Any]:
-    return {
-        "eventVersion": "1.08",
-        "eventSource": "kinesisvideo.amazonaws.com",
-        "eventName": "GetMedia",
-        "eventID": f"00000000-0000-4000-8000-{n:012d}",
-        "eventTime": "2026-02-03T10:00:00Z",
-        "awsRegion": "eu-west-1",
-        "recipientAccountId": "111122223333",
-        "sourceIPAddress": "198.51.100.7",
-        "userIdentity": {
-            "type": "AssumedRole",
-            "arn": "arn:aws:sts::111122223333:assumed-role/kvs-producer-cam1/s",
-        },
-        "requestParameters": {"streamName": f"cam-{n}"},
-    }
-
-
-def event_id(n: int) -> str:
-    return str(media_read(n)["eventID"])
-
-
-def eventbridge(n: int) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": f"eb-{n}",
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.kinesisvideo",
-        "account": "111122223333",
-        "time": "2026-02-03T10:00:00Z",
-        "region": "eu-west-1",
-        "resources": [],
-        "detail": media_read(n),
-    }
-
-
-async def wait_until(predicate: Callable[[], Any], seconds: float, what: str) -> Any:
-    """Poll `predicate` (sync or async) until it returns something truthy; fail after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def make_queue(name: str, max_receives: int = 3) -> tuple[str, str, str]:
-    """(queue URL, its ARN, DLQ URL)."""
-    async with aws_client("sqs") as sqs:
-        dlq = (await sqs.create_queue(QueueName=f"{name}-dlq"))["QueueUrl"]
-        dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"]))["Attributes"]
-        policy = {"deadLetterTargetArn": dlq_arn["QueueArn"], "maxReceiveCount": str(max_receives)}
-        url = (await sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(policy)}))[
-            "QueueUrl"
-        ]
-        arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"]
-    return url, arn["QueueArn"], dlq
-
-
-async def send(url: str, *bodies: Any) -> None:
-    async with aws_client("sqs") as sqs:
-        for body in bodies:
-            await sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
-
-
-async def queue_counts(url: str) -> tuple[int, int]:
-    async with aws_client("sqs") as sqs:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        attributes = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names))["Attributes"]
-    return int(attributes[names[0]]), int(attributes[names[1]])
-
-
-async def drained(url: str) -> bool:
-    return await queue_counts(url) == (0, 0)
-
-
-def write_config(tmp_path: Path, name: str, queue_url: str, sinks: str, **sqs: Any) -> tuple[Path, int]:
-    port = free_port()
-    options = {"wait_time_seconds": 1, "visibility_timeout": 5, "retry_backoff_base_seconds": 0, **sqs}
-    lines = "".join(f"    {key}: {value}\n" for key, value in options.items())
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(
-        f"packs: [{PACK}]\n"
-        f"sinks:\n{sinks}"
-        "grouping: {window_seconds: 0}\n"
-        f"sources:\n  - type: sqs\n    queue_url: {queue_url}\n{lines}"
-        f"service:\n  health_host: 127.0.0.1\n  health_port: {port}\n  grace_seconds: 8\n  close_seconds: 2\n"
-    )
-    return path, port
-
-
-class Sentinel:
-    """`python -m kvs_sentinel run` with the test's AWS environment; its stderr goes to a log file."""
-
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = log
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kvs_sentinel", "--log-format", "json", "run", "--config", str(config)],
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-        )
-
-    def logs(self) -> list[dict[str, Any]]:
-        entries = []
-        for line in self.log_path.read_text().splitlines():
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                entries.append({"event": "not_json", "line": line})
-        return entries
-
-    def logged(self, event: str) -> list[dict[str, Any]]:
-        return [entry for entry in self.logs() if entry.get("event") == event]
-
-    async def stop(self, within: float) -> float:
-        """SIGTERM; the exit code must be 0 within `within` seconds. Returns how long it took."""
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        await wait_until(lambda: self.process.poll() is not None, within, "exit after SIGTERM")
-        assert self.process.returncode == 0, self.log_path.read_text()[-3000:]
-        return time.monotonic() - started
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-
-
-@pytest.fixture
-def sentinels() -> Iterator[list[Sentinel]]:
-    started: list[Sentinel] = []
-    yield started
-    for sentinel in started:
-        sentinel.close()
-
-
-def alerts_in(path: Path) -> list[tuple[str, str]]:
-    if not path.exists():
-        return []
-    return [(a["detector"], a["event_id"]) for a in map(json.loads, path.read_text().splitlines())]
-
-
-def jsonl_sink(path: Path) -> str:
-    return f"  archive:\n    type: stdout\n    path: {path}\n"
 
 
 async def get(url: str) -> tuple[int, str]:
@@ -443,3 +286,32 @@ async def test_sigterm_while_the_configuration_loads_exits_0(
         os.close(writer)
     [stopped] = sentinel.logged("stopped_before_start")
     assert stopped["signal"] == "SIGTERM"
+
+
+async def test_two_tasks_on_one_queue_share_the_messages_and_alert_each_event_once(
+    moto_server: str, tmp_path: Path, sentinels: list[Sentinel]
+) -> None:
+    url, _, dlq = await make_queue("kvs-sentinel-events")
+    outputs = [tmp_path / f"task{i}.jsonl" for i in (1, 2)]
+    for i, out in enumerate(outputs, 1):
+        # a low max_in_flight so that one task cannot take the whole backlog at once
+        config, _ = write_config(tmp_path, f"task{i}", url, jsonl_sink(out), max_in_flight=4, pollers=1)
+        sentinels.append(Sentinel(config, tmp_path / f"task{i}.log"))
+    for sentinel in sentinels:
+        await wait_until(lambda s=sentinel: s.logged("run_started"), 20, "start-up")
+    events = range(1, 41)
+    await send(url, *(eventbridge(n) for n in events))
+
+    async def all_alerted() -> bool:
+        return len([a for out in outputs for a in alerts_in(out)]) >= 2 * len(events)
+
+    await wait_until(all_alerted, 60, "every event alerted")
+    await wait_until(lambda: drained(url), 30, "queue drained")
+    for sentinel in sentinels:
+        await sentinel.stop(within=15)
+    per_task = [alerts_in(out) for out in outputs]
+    everything = Counter(a for alerts in per_task for a in alerts)
+    assert {event for _, event in everything} == {event_id(n) for n in events}
+    assert max(everything.values()) == 1, "an alert was sent by both tasks"
+    assert all(per_task), f"one task did all the work: {[len(a) for a in per_task]}"
+    assert await queue_counts(dlq) == (0, 0)

@@ -15,9 +15,10 @@ from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.sinks.securityhub import SecurityHubConfig, SecurityHubSink
 from kvs_sentinel.testing import FakeClock, FakeSecurityHub
 from tests.aws_fixtures import REGION, aws_client, moto_server
-from tests.test_run_e2e import event_id, eventbridge, wait_until
-from tests.test_service import FakeSqs, service_for
-from tests.test_slack import sample_alert
+from tests.support.alert_samples import sample_alert
+from tests.support.events import event_id, eventbridge
+from tests.support.fake_sqs import FakeSqs, service_for
+from tests.support.waiting import wait_until
 
 __all__ = ["moto_server"]
 

@@ -4,18 +4,14 @@ probes; redelivery dedupe in the pipeline; the `sources:` and `service:` section
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections import deque
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from kvs_sentinel.alerts import Alert
-from kvs_sentinel.config import SentinelConfig, compile_config, load_config
+from kvs_sentinel.config import load_config
 from kvs_sentinel.dedupe import AlertDeduper
 from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.envelopes import Document
@@ -23,57 +19,17 @@ from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import Location
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.routing import Dispatcher
-from kvs_sentinel.service import RunSummary, Service
-from kvs_sentinel.sources.sqs import SqsSource, SqsSourceConfig
+from kvs_sentinel.service import RunSummary
+from kvs_sentinel.sources.sqs import SqsSource
 from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.stats import RunStats
 from kvs_sentinel.testing import FakeMessage, ListSource, RecordingSink
-from tests.test_run_e2e import eventbridge, wait_until
+from tests.support.events import eventbridge
+from tests.support.fake_sqs import FakeSqs, service_for
+from tests.support.waiting import wait_until
 
 PACK = Path(__file__).resolve().parents[1] / "config" / "packs" / "kvs.yaml"
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/kvs-sentinel-test"
-
-
-class FakeSqs:
-    """An in-memory queue behind the SqsClient calls the source makes."""
-
-    def __init__(self, bodies: list[dict[str, Any]]) -> None:
-        self.waiting = deque((f"m{i}", json.dumps(body)) for i, body in enumerate(bodies))
-        self.deleted: list[str] = []
-        self.visibility: list[tuple[str, int]] = []
-        self.fail_receives = False
-
-    async def receive_message(self, **request: Any) -> Mapping[str, Any]:
-        if self.fail_receives:
-            raise OSError("network down")
-        if not self.waiting:
-            await asyncio.sleep(request["WaitTimeSeconds"])  # a long poll with nothing to get
-            return {}
-        taken = [
-            self.waiting.popleft() for _ in range(min(request["MaxNumberOfMessages"], len(self.waiting)))
-        ]
-        return {
-            "Messages": [
-                {"MessageId": i, "ReceiptHandle": f"rh-{i}", "Body": body, "Attributes": {}}
-                for i, body in taken
-            ]
-        }
-
-    async def delete_message_batch(self, **request: Any) -> Mapping[str, Any]:
-        self.deleted.extend(entry["ReceiptHandle"] for entry in request["Entries"])
-        return {}
-
-    async def change_message_visibility(self, **request: Any) -> Mapping[str, Any]:
-        self.visibility.append((request["ReceiptHandle"], request["VisibilityTimeout"]))
-        return {}
-
-    async def change_message_visibility_batch(self, **request: Any) -> Mapping[str, Any]:
-        for entry in request["Entries"]:
-            self.visibility.append((entry["ReceiptHandle"], entry["VisibilityTimeout"]))
-        return {}
-
-    async def get_queue_attributes(self, **request: Any) -> Mapping[str, Any]:
-        return {"Attributes": {"RedrivePolicy": '{"maxReceiveCount": "5"}'}}
 
 
 class GatedSink(RecordingSink):
@@ -90,24 +46,6 @@ class GatedSink(RecordingSink):
         await super().send(alert)
 
 
-def service_for(fake: FakeSqs, sink: RecordingSink, **service: Any) -> Service:
-    settings = {"health_port": 0, "health_host": "127.0.0.1", "grace_seconds": 5, "close_seconds": 1}
-    config = SentinelConfig.model_validate(
-        {"packs": [str(PACK)], "service": settings | service, "grouping": {"window_seconds": 0}}
-    )
-    loaded = compile_config(config, PACK.parent / "sentinel.yaml")
-    source = SqsSource(
-        SqsSourceConfig(queue_url=QUEUE, wait_time_seconds=1),
-        client_factory=lambda _: contextlib.nullcontext(fake),  # type: ignore[arg-type,return-value]
-    )
-    return Service(
-        loaded,
-        sources=[source],
-        sinks={sink.name: sink},
-        s3_factory=lambda _: contextlib.nullcontext(None),  # type: ignore[arg-type,return-value]
-    )
-
-
 async def get(url: str) -> tuple[int, str]:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return response.status, await response.text()
@@ -120,7 +58,9 @@ async def test_stop_lets_in_flight_messages_finish_then_deletes_them_and_returns
     running = asyncio.create_task(service.run())
     await asyncio.wait_for(sink.entered.wait(), 5)  # a worker is inside the sink: work is in flight
     service.request_stop()
-    await asyncio.sleep(0.05)
+    [source] = service.sources
+    assert isinstance(source, SqsSource)
+    await wait_until(lambda: source.stopping, 5, "the service to stop its source, then drain")
     assert not running.done()  # it waits for the in-flight work
     sink.gate.set()
     summary: RunSummary = await asyncio.wait_for(running, 5)

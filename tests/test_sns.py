@@ -24,7 +24,8 @@ from kvs_sentinel.sinks.sns import (
     sns_subject,
 )
 from kvs_sentinel.testing import FakeClock
-from tests.test_slack import fresh_logging, sample_alert
+from tests.support.alert_samples import sample_alert
+from tests.support.logging_reset import fresh_logging
 
 __all__ = ["fresh_logging"]  # autouse here too
 

@@ -22,8 +22,8 @@ from kvs_sentinel.sources.registry import register_source
 from kvs_sentinel.sources.sqs import SqsSource, SqsSourceConfig
 from kvs_sentinel.testing import FakeMessage, RecordingSink
 from tests.aws_fixtures import moto_server
-from tests.test_run_e2e import eventbridge
-from tests.test_sqs_source import make_queue, queue_counts
+from tests.support.events import eventbridge
+from tests.support.queues import make_filled_queue, queue_counts
 
 __all__ = ["moto_server"]
 
@@ -142,7 +142,10 @@ def test_an_unknown_source_type_names_the_known_ones_and_a_repeated_one_is_an_er
 async def test_two_merged_queues_yield_every_message_and_give_back_the_rest(
     moto_server: str,
 ) -> None:
-    first, second = await make_queue("kvs-merge-a", messages=3), await make_queue("kvs-merge-b", messages=4)
+    first, second = (
+        await make_filled_queue("kvs-merge-a", messages=3),
+        await make_filled_queue("kvs-merge-b", messages=4),
+    )
     sources = [SqsSource(SqsSourceConfig(queue_url=url, wait_time_seconds=1)) for url in (first, second)]
     merged = MergedSource(sources)
     taken: list[Message] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +21,8 @@ from kvs_sentinel.sources.sqs import (
     retry_visibility,
 )
 from kvs_sentinel.testing import FakeClock
-from tests.aws_fixtures import aws_client, moto_server
+from tests.aws_fixtures import moto_server
+from tests.support.queues import make_filled_queue, queue_counts
 
 __all__ = ["moto_server"]
 
@@ -50,32 +50,6 @@ class Recorder:
 
     def requests(self, name: str) -> list[dict[str, Any]]:
         return [request for called, request, _ in self.calls if called == name]
-
-
-async def make_queue(name: str, messages: int = 0, redrive: bool = False) -> str:
-    async with aws_client("sqs") as sqs:
-        attributes = {}
-        if redrive:
-            dlq = (await sqs.create_queue(QueueName=f"{name}-dlq"))["QueueUrl"]
-            arn = (await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"]))["Attributes"]
-            policy = {"deadLetterTargetArn": arn["QueueArn"], "maxReceiveCount": "5"}
-            attributes["RedrivePolicy"] = json.dumps(policy)
-        url: str = (await sqs.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]
-        for start in range(0, messages, 10):
-            entries = [
-                {"Id": str(i), "MessageBody": json.dumps({"n": i})}
-                for i in range(start, min(messages, start + 10))
-            ]
-            await sqs.send_message_batch(QueueUrl=url, Entries=entries)
-    return url
-
-
-async def queue_counts(url: str) -> tuple[int, int]:
-    """(visible, in flight) as SQS reports them."""
-    async with aws_client("sqs") as sqs:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        attributes = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names))["Attributes"]
-    return int(attributes[names[0]]), int(attributes[names[1]])
 
 
 @contextlib.asynccontextmanager
@@ -112,7 +86,7 @@ def test_region_comes_from_the_queue_url() -> None:
 
 
 async def test_message_is_one_document_located_by_queue_and_id(moto_server: str) -> None:
-    url = await make_queue("kvs-one", messages=1)
+    url = await make_filled_queue("kvs-one", messages=1)
     async with recorded_source(url) as (source, _):
         messages = source.messages()
         message = await anext(messages)
@@ -126,7 +100,7 @@ async def test_message_is_one_document_located_by_queue_and_id(moto_server: str)
 
 
 async def test_acks_are_deleted_in_batches_of_ten_and_the_rest_on_close(moto_server: str) -> None:
-    url = await make_queue("kvs-batches", messages=23)
+    url = await make_filled_queue("kvs-batches", messages=23)
     # a clock that never moves: the flush timer cannot fire however slow the machine is
     clock = FakeClock(autoadvance=False)
     async with recorded_source(url, clock=clock, ack_flush_seconds=10) as (source, recorder):
@@ -145,7 +119,7 @@ async def test_acks_are_deleted_in_batches_of_ten_and_the_rest_on_close(moto_ser
 
 
 async def test_pending_acks_are_flushed_when_the_interval_ends(moto_server: str) -> None:
-    url = await make_queue("kvs-timer", messages=2)
+    url = await make_filled_queue("kvs-timer", messages=2)
     clock = FakeClock(autoadvance=False)
     async with recorded_source(url, clock=clock, ack_flush_seconds=2, max_messages=2) as (source, recorder):
         messages = source.messages()
@@ -163,7 +137,7 @@ async def test_pending_acks_are_flushed_when_the_interval_ends(moto_server: str)
 
 
 async def test_retry_keeps_the_message_and_it_comes_back_with_receive_count_two(moto_server: str) -> None:
-    url = await make_queue("kvs-retry", messages=1)
+    url = await make_filled_queue("kvs-retry", messages=1)
     async with recorded_source(url, retry_backoff_base_seconds=0) as (source, recorder):
         messages = source.messages()
         first = await anext(messages)
@@ -178,7 +152,7 @@ async def test_retry_keeps_the_message_and_it_comes_back_with_receive_count_two(
 
 
 async def test_retry_backs_off_and_never_deletes(moto_server: str) -> None:
-    url = await make_queue("kvs-backoff", messages=1)
+    url = await make_filled_queue("kvs-backoff", messages=1)
     async with recorded_source(url, retry_backoff_base_seconds=7) as (source, recorder):
         messages = source.messages()
         await (await anext(messages)).retry("sink down")
@@ -189,7 +163,7 @@ async def test_retry_backs_off_and_never_deletes(moto_server: str) -> None:
 
 
 async def test_no_more_than_max_in_flight_unacked_messages(moto_server: str) -> None:
-    url = await make_queue("kvs-bound", messages=10)
+    url = await make_filled_queue("kvs-bound", messages=10)
     async with recorded_source(url, max_in_flight=3, pollers=2) as (source, recorder):
         messages = source.messages()
         held = [await anext(messages) for _ in range(3)]
@@ -212,7 +186,7 @@ async def test_no_more_than_max_in_flight_unacked_messages(moto_server: str) -> 
 
 
 async def test_stop_ends_messages_without_a_new_receive(moto_server: str) -> None:
-    url = await make_queue("kvs-stop", messages=1)
+    url = await make_filled_queue("kvs-stop", messages=1)
     async with recorded_source(url, pollers=3) as (source, recorder):
         async for message in source.messages():
             await message.ack()
@@ -223,7 +197,7 @@ async def test_stop_ends_messages_without_a_new_receive(moto_server: str) -> Non
 
 
 async def test_messages_received_but_not_handed_out_are_released(moto_server: str) -> None:
-    url = await make_queue("kvs-release", messages=5)
+    url = await make_filled_queue("kvs-release", messages=5)
     async with recorded_source(url, pollers=1, max_in_flight=5) as (source, recorder):
         messages = source.messages()
         first = await anext(messages)
@@ -250,7 +224,7 @@ async def test_heartbeat_extends_visibility_while_the_work_runs(moto_server: str
                 self.third.set()
                 await asyncio.Event().wait()
 
-    url = await make_queue("kvs-heartbeat", messages=1)
+    url = await make_filled_queue("kvs-heartbeat", messages=1)
     clock = TwoBeats()
     async with recorded_source(url, clock=clock, visibility_timeout=300) as (source, recorder):
         messages = source.messages()
@@ -265,8 +239,8 @@ async def test_heartbeat_extends_visibility_while_the_work_runs(moto_server: str
 
 
 async def test_startup_check_warns_without_a_redrive_policy(moto_server: str) -> None:
-    bare = await make_queue("kvs-bare")
-    guarded = await make_queue("kvs-guarded", redrive=True)
+    bare = await make_filled_queue("kvs-bare")
+    guarded = await make_filled_queue("kvs-guarded", redrive=True)
     for url, warned in ((bare, True), (guarded, False)):
         async with SqsSource(SqsSourceConfig(queue_url=url)) as source:
             with capture_logs() as logs:
@@ -295,7 +269,7 @@ def test_config_rejects_unknown_keys_and_out_of_range_values() -> None:
 
 
 async def test_a_failed_delete_is_logged_and_the_message_stays(moto_server: str) -> None:
-    url = await make_queue("kvs-undeletable", messages=1)
+    url = await make_filled_queue("kvs-undeletable", messages=1)
     async with recorded_source(url) as (source, _):
         messages = source.messages()
         message = await anext(messages)

@@ -15,24 +15,11 @@ import pytest
 from kvs_sentinel.state.base import Membership, StateError, StateStore
 from kvs_sentinel.state.registry import open_store
 from tests.aws_fixtures import aws_client, moto_server
+from tests.support.state_tables import TABLE, make_table
 
 __all__ = ["moto_server"]
 
-TABLE = "kvs-sentinel-state"
 NOW = 1_767_225_600.0  # 2026-01-01, the caller's clock (event time)
-
-
-async def make_table() -> None:
-    async with aws_client("dynamodb") as dynamodb:
-        await dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        await dynamodb.update_time_to_live(
-            TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-        )
 
 
 @pytest.fixture(params=["memory", "sqlite", "dynamodb"])

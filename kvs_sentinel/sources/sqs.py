@@ -192,6 +192,11 @@ class SqsSource:
         """No new ReceiveMessage: `messages()` ends once the receives under way have answered."""
         self._stopping.set()
 
+    @property
+    def stopping(self) -> bool:
+        """stop() was called: nothing new is received."""
+        return self._stopping.is_set()
+
     async def startup_check(self) -> bool:
         """Whether the queue is reachable; warns `queue_has_no_redrive_policy` when it has no DLQ."""
         try:
