@@ -15,6 +15,8 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from kvs_sentinel.retry import RetryPolicy
+
 log = structlog.get_logger("kvs_sentinel.aws")
 
 # Error codes that say "later": throttling, and the service's own transient failures.
@@ -86,19 +88,6 @@ def classify(exc: BaseException) -> AwsFailure | None:
     if isinstance(exc, BotoCoreError | OSError | TimeoutError):
         return AwsFailure(f"{type(exc).__name__}: {exc}", retryable=True)
     return None
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter: attempt n waits between half and all of base · 2^(n-1), capped."""
-
-    max_attempts: int = 5
-    base_seconds: float = 0.5
-    max_seconds: float = 20.0
-
-    def backoff(self, attempt: int, rng: random.Random) -> float:
-        delay = min(self.max_seconds, self.base_seconds * 2.0 ** (attempt - 1))
-        return delay / 2 + rng.uniform(0, delay / 2)
 
 
 @dataclass

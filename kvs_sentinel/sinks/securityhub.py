@@ -34,12 +34,12 @@ from kvs_sentinel.aws import (
     AwsCallFailed,
     AwsFailure,
     RetryCounts,
-    RetryPolicy,
     aws_client,
     call_with_retries,
 )
 from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.errors import DeliveryError
+from kvs_sentinel.retry import RetryPolicy
 from kvs_sentinel.sinks.asff import asff_finding
 from kvs_sentinel.sinks.base import SinkContext, SinkCounts, register_sink
 

@@ -28,6 +28,7 @@ from kvs_sentinel import __version__
 from kvs_sentinel.alerts import Alert, action_of
 from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.redact import redact, redact_url
+from kvs_sentinel.retry import RetryPolicy
 from kvs_sentinel.reveal import reveal
 from kvs_sentinel.sinks.base import SinkContext, SinkCounts, register_sink
 from kvs_sentinel.sinks.slack_text import code, fit, mrkdwn_prose, notification, plain
@@ -298,8 +299,10 @@ class SlackSink:
 
     def backoff(self, attempt: int) -> float:
         """Exponential with equal jitter: in [d/2, d] for d = base * 2**(attempt-1), capped."""
-        delay = min(self.config.backoff_max_seconds, self.config.backoff_base_seconds * 2.0 ** (attempt - 1))
-        return delay / 2 + self.rng.uniform(0, delay / 2)
+        policy = RetryPolicy(
+            self.config.max_attempts, self.config.backoff_base_seconds, self.config.backoff_max_seconds
+        )
+        return policy.backoff(attempt, self.rng)
 
     async def send(self, alert: Alert) -> None:
         payload = slack_message(alert)

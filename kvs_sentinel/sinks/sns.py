@@ -26,8 +26,9 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from kvs_sentinel.alerts import Alert
-from kvs_sentinel.aws import AwsCallFailed, RetryCounts, RetryPolicy, aws_client, call_with_retries
+from kvs_sentinel.aws import AwsCallFailed, RetryCounts, aws_client, call_with_retries
 from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
+from kvs_sentinel.retry import RetryPolicy
 from kvs_sentinel.reveal import reveal, reveal_in_json
 from kvs_sentinel.severity import SEVERITY_NAMES
 from kvs_sentinel.sinks.base import SinkContext, SinkCounts, register_sink
