@@ -10,8 +10,9 @@ from kvs_sentinel.dedupe import AlertDeduper
 from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.flood import Suppressions
+from kvs_sentinel.log_files import LogFileReader
 from kvs_sentinel.metrics import Metrics
-from kvs_sentinel.pipeline import LogFileReader, Pipeline
+from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.routing import Dispatcher, Router
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sinks.registry import build_sinks

@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING
 
 import structlog
 
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.dedupe import AlertDeduper
 from kvs_sentinel.engine import Outcome, Processor
-from kvs_sentinel.envelopes import LogFileRef, Malformed
+from kvs_sentinel.envelopes import LogFileRef
 from kvs_sentinel.errors import DeliveryError
+from kvs_sentinel.log_files import LogFileError, LogFileExpander, LogFileReader
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sources.base import Message, Source
-from kvs_sentinel.sources.files import FileItem
-from kvs_sentinel.sources.s3 import LogFileBudget, LogFileError
 
 if TYPE_CHECKING:
     from kvs_sentinel.metrics import Metrics  # prometheus_client: only `run` loads it
@@ -47,17 +46,6 @@ class PipelineCounts:
     alerts_delivered: int = 0
     alerts_deduplicated: int = 0
     log_files_read: int = 0
-
-
-class LogFileReader(Protocol):
-    """Fetches the CloudTrail log file a message points at, and cuts it into documents."""
-
-    budget: LogFileBudget
-
-    async def open(self, ref: LogFileRef) -> BinaryIO:
-        """The object as a seekable stream the caller closes; raises LogFileError."""
-
-    def documents(self, stream: BinaryIO, ref: LogFileRef) -> Iterator[FileItem]: ...
 
 
 class Pipeline:
@@ -159,44 +147,10 @@ class Pipeline:
             structlog.contextvars.unbind_contextvars("message_id")
 
     async def _read_log_files(self, refs: Sequence[LogFileRef], reader: LogFileReader) -> None:
-        """Each log file's documents, delivered as they are read (memory stays flat). After a failure,
-        the redelivery skips the alerts already delivered."""
-        stats = self.processor.stats
-        budget = reader.budget
+        expander = LogFileExpander(reader, self.processor)
         for ref in refs:
-            stream = await reader.open(ref)
-            first_event, seconds = stats.events, 0.0
-            try:
-                items = iter(reader.documents(stream, ref))
-                while True:
-                    started = time.perf_counter()  # only the synchronous work: sinks' waits don't count
-                    item = next(items, None)
-                    outcome = self.processor.process(item) if item is not None else None
-                    seconds += time.perf_counter() - started
-                    if outcome is None:
-                        break
-                    await self.deliver(outcome)
-                    records = stats.events - first_event
-                    if records > budget.max_records or seconds > budget.max_seconds:
-                        self._over_budget(ref, budget, records, seconds)
-                        break
-                    await asyncio.sleep(0)  # the heartbeat, the probes and the other workers run
-            finally:
-                stream.close()
+            await expander.expand(ref, self.deliver)
             self.counts.log_files_read += 1
-            log.info("log_file_processed", bucket=ref.bucket, key=ref.key)
-
-    def _over_budget(self, ref: LogFileRef, budget: LogFileBudget, records: int, seconds: float) -> None:
-        self.processor.stats.report_malformed(
-            Malformed(
-                f"s3://{ref.bucket}/{ref.key}",
-                f"over its budget ({records} records, {seconds:.1f} s; limits {budget.max_records} records, "
-                f"{budget.max_seconds:g} s): the rest of the object was not read",
-            )
-        )
-        log.error(
-            "log_file_over_budget", bucket=ref.bucket, key=ref.key, records=records, seconds=round(seconds, 1)
-        )
 
     async def deliver(self, outcome: Outcome) -> None:
         """Every alert to the sinks it is routed to; raises DeliveryError unless all accepted it."""

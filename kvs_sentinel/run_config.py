@@ -23,9 +23,10 @@ from kvs_sentinel.dedupe import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW_SECONDS
 from kvs_sentinel.emf import EmfConfig
 from kvs_sentinel.env_refs import validate_options
 from kvs_sentinel.errors import ConfigError
+from kvs_sentinel.log_files import MAX_RECORDS, MAX_SECONDS
 from kvs_sentinel.sources.base import SourceConfig
 from kvs_sentinel.sources.registry import source_type
-from kvs_sentinel.sources.s3 import MAX_OBJECT_BYTES, MAX_RECORDS, MAX_SECONDS, MAX_UNZIPPED_BYTES
+from kvs_sentinel.sources.s3 import MAX_OBJECT_BYTES, MAX_UNZIPPED_BYTES
 from kvs_sentinel.state.registry import check_state_url
 
 DEFAULT_PORT = 8080  # as health.DEFAULT_PORT, without importing aiohttp into every command

@@ -29,20 +29,19 @@ from kvs_sentinel.config import LoadedConfig
 from kvs_sentinel.customer_policies import IamFactory, iam_client, start_policy_lookup
 from kvs_sentinel.dedupe import AlertDeduper
 from kvs_sentinel.emf import EmfConfig, EmfEmitter
-from kvs_sentinel.envelopes import LogFileRef
+from kvs_sentinel.envelopes import Decodable, LogFileRef
 from kvs_sentinel.errors import ConfigError, DeliveryError
 from kvs_sentinel.health import HealthServer
+from kvs_sentinel.log_files import LogFileBudget
 from kvs_sentinel.metrics import Metrics
 from kvs_sentinel.pipeline import Pipeline, PipelineCounts
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.run_config import ServiceConfig
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sources.base import ConsumedSource
-from kvs_sentinel.sources.files import FileItem
 from kvs_sentinel.sources.merge import MergedSource
 from kvs_sentinel.sources.registry import build_sources
 from kvs_sentinel.sources.s3 import (
-    LogFileBudget,
     S3Getter,
     documents_of_log_file,
     fetch_log_file,
@@ -71,7 +70,7 @@ class S3LogFiles:
     async def open(self, ref: LogFileRef) -> BinaryIO:
         return await fetch_log_file(self.client, ref, max_bytes=self.settings.s3_max_object_bytes)
 
-    def documents(self, stream: BinaryIO, ref: LogFileRef) -> Iterator[FileItem]:
+    def documents(self, stream: BinaryIO, ref: LogFileRef) -> Iterator[Decodable]:
         return documents_of_log_file(
             stream, log_file_location(ref), max_unzipped_bytes=self.settings.s3_max_unzipped_bytes
         )

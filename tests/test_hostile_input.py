@@ -20,11 +20,12 @@ from kvs_sentinel.detectors.checks import check
 from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.envelopes import Document, LineBatch, LogFileRef, Malformed
 from kvs_sentinel.events import Location
+from kvs_sentinel.log_files import LogFileBudget
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sources import files
 from kvs_sentinel.sources.files import FileItem, split_documents
-from kvs_sentinel.sources.s3 import LogFileBudget, documents_of_log_file
+from kvs_sentinel.sources.s3 import documents_of_log_file
 from kvs_sentinel.stats import RunStats
 from kvs_sentinel.testing import FakeMessage, ListSource, RecordingSink
 from tests.support.logging_reset import fresh_logging

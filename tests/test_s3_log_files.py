@@ -11,8 +11,8 @@ import pytest
 from kvs_sentinel.decode import decode_all
 from kvs_sentinel.envelopes import LogFileRef, Malformed
 from kvs_sentinel.events import Event, Location
+from kvs_sentinel.log_files import LogFileError
 from kvs_sentinel.sources.s3 import (
-    LogFileError,
     documents_of_log_file,
     fetch_log_file,
     log_file_location,

@@ -18,18 +18,15 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Protocol, cast
 
 from kvs_sentinel.envelopes import LogFileRef
-from kvs_sentinel.errors import InputError
 from kvs_sentinel.events import Location
+from kvs_sentinel.log_files import LogFileError
 from kvs_sentinel.sources.files import WHOLE_FILE_LIMIT, FileItem, split_documents
 
 MAX_OBJECT_BYTES = 512 * 1024 * 1024  # as stored (gzip): CloudTrail files are far smaller
 MAX_UNZIPPED_BYTES = 4 * 1024 * 1024 * 1024
-MAX_RECORDS = 5_000_000  # a busy account's 5-minute file holds tens of thousands
-MAX_SECONDS = 300.0
 READ_CHUNK = 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _PERMANENT_CODES = frozenset(
@@ -47,24 +44,6 @@ _PERMANENT_CODES = frozenset(
         "AccessDeniedException",
     }
 )
-
-
-class LogFileError(InputError):
-    """A log file could not be fetched. `retryable`: whether trying again soon may succeed."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-@dataclass(frozen=True)
-class LogFileBudget:
-    """What one log file may cost before the rest of it is counted malformed: a hostile object (a gzip of
-    billions of tiny lines) must not hold a worker for hours. Seconds are those spent reading and judging
-    the object, not waiting on sinks."""
-
-    max_records: int = MAX_RECORDS
-    max_seconds: float = MAX_SECONDS
 
 
 class S3Getter(Protocol):
