@@ -12,6 +12,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +32,7 @@ from kvs_sentinel.run_config import DEFAULT_PORT
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sinks.stdout import JsonLinesSink
 from kvs_sentinel.sources.local import FileSource
-from kvs_sentinel.startup_signals import exit_cleanly_on_stop_signals
+from kvs_sentinel.startup_signals import exit_cleanly_on_stop_signals, stoppable
 from kvs_sentinel.stats import RunStats
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -174,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # only run and replay --deliver send, only run consumes: the others check a production
             # configuration without its secrets (a CI job has no Slack webhook)
             delivers = args.command == "run" or (args.command == "replay" and args.deliver)
-            loaded = load_config(args.config, deliver=delivers, consume=args.command == "run")
+            load = partial(load_config, args.config, deliver=delivers, consume=args.command == "run")
+            loaded = stoppable(load) if args.command == "run" else load()
     except ConfigError as exc:
         print(f"kvs-sentinel: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE

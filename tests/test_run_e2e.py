@@ -288,6 +288,27 @@ async def test_sigterm_while_the_configuration_loads_exits_0(
     assert stopped["signal"] == "SIGTERM"
 
 
+def test_a_stop_signal_during_a_log_write_still_exits_0() -> None:
+    # the signal lands while the main thread holds the log writer's lock (not reentrant): a handler that
+    # logged through structlog would wait for that lock forever
+    script = """
+import os, signal, sys
+from structlog._output import _get_lock_for_file
+from kvs_sentinel.logs import configure_logging
+from kvs_sentinel.startup_signals import exit_cleanly_on_stop_signals
+configure_logging("info", json=True)
+exit_cleanly_on_stop_signals()
+with _get_lock_for_file(sys.stderr):
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(1000))
+sys.exit(3)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    [line] = done.stderr.splitlines()
+    assert json.loads(line)["event"] == "stopped_before_start"
+
+
 async def test_two_tasks_on_one_queue_share_the_messages_and_alert_each_event_once(
     moto_server: str, tmp_path: Path, sentinels: list[Sentinel]
 ) -> None:

@@ -70,9 +70,28 @@ class Sentinel:
         """SIGTERM; the exit code must be 0 within `within` seconds. Returns how long it took."""
         started = time.monotonic()
         self.process.send_signal(signal.SIGTERM)
-        await wait_until(lambda: self.process.poll() is not None, within, "exit after SIGTERM")
+        await wait_until(
+            lambda: self.process.poll() is not None, within, lambda: f"exit after SIGTERM; {self.where()}"
+        )
         assert self.process.returncode == 0, self.log_path.read_text()[-3000:]
         return time.monotonic() - started
+
+    def where(self) -> str:
+        """What a process that has not exited is doing (for a failure message): its threads' kernel wait
+        channels and the end of its log."""
+        pid = self.process.pid
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+            waits = {task: Path(f"/proc/{pid}/task/{task}/wchan").read_text() for task in tasks}
+        except OSError as exc:
+            waits = {"?": str(exc)}
+        try:
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            wanted = ("SigPnd", "ShdPnd", "SigBlk", "SigCgt")
+            signals = " ".join(line for line in status if line.startswith(wanted))
+        except OSError as exc:
+            signals = str(exc)
+        return f"threads waiting in {waits}; {signals}; log ends: {self.log_path.read_text()[-2000:]!r}"
 
     def close(self) -> None:
         if self.process.poll() is None:
