@@ -12,9 +12,10 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -22,7 +23,7 @@ import msgspec
 from kvs_sentinel import __version__
 from kvs_sentinel.app import configured_dispatcher, replay_pipeline
 from kvs_sentinel.config import LoadedConfig, SentinelConfig, compile_config, load_config
-from kvs_sentinel.errors import ConfigError, DeliveryError, UsageError
+from kvs_sentinel.errors import ConfigError, DeliveryError, InputError, UsageError
 from kvs_sentinel.examples import run_examples
 from kvs_sentinel.flood import Suppressions
 from kvs_sentinel.logs import configure_logging
@@ -34,6 +35,9 @@ from kvs_sentinel.sinks.stdout import JsonLinesSink
 from kvs_sentinel.sources.local import FileSource
 from kvs_sentinel.startup_signals import exit_cleanly_on_stop_signals, stoppable
 from kvs_sentinel.stats import RunStats
+
+if TYPE_CHECKING:
+    from kvs_sentinel.sources.s3_archive import ArchiveSource
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # the default of every --config: how a container image or an ECS task names its configuration
@@ -86,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--summary-json", type=Path, help="also write the closing summary as JSON to this file"
     )
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    _time_range_options(replay)
     replay.add_argument(
         "--deliver",
         action="store_true",
@@ -103,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = command("run", help="consume CloudTrail from SQS until SIGTERM (the ECS service)")
     _config_option(run, "sentinel.yaml with sources and sinks sections")
 
+    backfill = command(
+        "backfill",
+        help="enqueue S3 notifications for archived CloudTrail log files: the run service reads the history",
+    )
+    backfill.add_argument(
+        "urls", nargs="+", metavar="S3_URL", help="s3://BUCKET[/PREFIX] (CloudTrail's layout)"
+    )
+    backfill.add_argument("--queue", required=True, help="the SQS queue URL the run service consumes")
+    backfill.add_argument("--dry-run", action="store_true", help="list the selected log files, send nothing")
+    _time_range_options(backfill)
+
     health = command(
         "health", help="exit 0 if a running sentinel answers /healthz (an ECS container health check)"
     )
@@ -111,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--url", type=_health_url, help="the whole URL instead (http://host:port/healthz)")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default: 3)")
     return parser
+
+
+def _time_range_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--since",
+        help="s3:// only: log files written at or after this UTC time (2026-11-01, 2026-11-01T10:00Z)",
+    )
+    command.add_argument(
+        "--until", help="s3:// only: log files written before this UTC time; a bare date includes that day"
+    )
 
 
 def _logging_options(parser: argparse.ArgumentParser, default_level: str) -> None:
@@ -155,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         url = args.url or f"http://127.0.0.1:{args.port}{args.path}"
         return check_health(url, args.timeout, report=lambda line: print(line, file=sys.stderr))
+    if args.command == "backfill":  # no configuration: it only lists S3 and sends to SQS
+        from kvs_sentinel.archive_commands import run_backfill
+
+        return asyncio.run(run_backfill(args))
     if args.command == "run":
         exit_cleanly_on_stop_signals()  # ECS may stop a task that is still loading its configuration
     if args.command == "replay":
@@ -287,24 +317,29 @@ def _check_outputs(args: argparse.Namespace) -> None:
 async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     stats = RunStats()
     show_progress = sys.stderr.isatty() and not args.no_progress
-    source = FileSource(args.paths, stats)
-    if not source.names:
-        print("kvs-sentinel: no input files found", file=sys.stderr)
-        return EXIT_USAGE
-    progress = _progress_bar(show_progress, source.total_bytes())
-    if show_progress:
-        source.on_bytes = progress.update
-    try:
-        dispatcher = _dispatcher(args, loaded)
-    except (DeliveryError, ConfigError) as exc:
-        print(f"kvs-sentinel: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    pipeline = replay_pipeline(loaded, source, stats, dispatcher)
-    try:
-        counts = await pipeline.run()
-    finally:
-        progress.close()
-        await dispatcher.aclose()
+    async with AsyncExitStack() as stack:
+        try:
+            source = await _replay_source(args, stats, stack)
+        except (UsageError, InputError) as exc:
+            print(f"kvs-sentinel: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if source is None:
+            print("kvs-sentinel: no input files found", file=sys.stderr)
+            return EXIT_USAGE
+        progress = _progress_bar(show_progress, source.total_bytes())
+        if show_progress:
+            source.on_bytes = progress.update
+        try:
+            dispatcher = _dispatcher(args, loaded)
+        except (DeliveryError, ConfigError) as exc:
+            print(f"kvs-sentinel: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        pipeline = replay_pipeline(loaded, source, stats, dispatcher)
+        try:
+            counts = await pipeline.run()
+        finally:
+            progress.close()
+            await dispatcher.aclose()
     print(stats.render(), file=sys.stderr)
     if args.deliver:
         print(dispatcher.render_totals(), file=sys.stderr)
@@ -321,6 +356,21 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         print("kvs-sentinel: no input could be read", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_FAILED if counts.messages_failed or dispatcher.counts.summaries_lost else EXIT_OK
+
+
+async def _replay_source(
+    args: argparse.Namespace, stats: RunStats, stack: AsyncExitStack
+) -> FileSource | ArchiveSource | None:
+    """Local files, or CloudTrail's archive in S3 for s3:// URLs; None when nothing was found."""
+    if any(path.startswith("s3://") for path in args.paths):
+        from kvs_sentinel.archive_commands import archive_source
+
+        archive = await archive_source(args, stats, stack)
+        return archive if archive.files else None
+    if args.since or args.until:
+        raise UsageError("--since and --until select log files in S3 by their key: give s3:// URLs")
+    local = FileSource(args.paths, stats)
+    return local if local.names else None
 
 
 def _dispatcher(args: argparse.Namespace, loaded: LoadedConfig) -> Dispatcher:

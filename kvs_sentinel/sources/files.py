@@ -491,3 +491,15 @@ def _last_boundary(buf: bytes) -> tuple[int, int, int] | None:
                 continue
             return position + 1, after + 1, count
     return None
+
+
+TYPICAL_EVENT_BYTES = 1500
+
+
+def approximate_events(item: Decodable) -> int:
+    """About how many events a unit holds, without decoding it (streamed chunks are megabytes)."""
+    if isinstance(item, LineBatch):
+        return len(item.lines)
+    if isinstance(item, Malformed | Skipped):
+        return 1
+    return 1 + len(item.data) // TYPICAL_EVENT_BYTES

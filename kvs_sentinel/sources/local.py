@@ -9,17 +9,16 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from kvs_sentinel.envelopes import Decodable, LineBatch, Malformed, Skipped
+from kvs_sentinel.envelopes import Decodable
 from kvs_sentinel.errors import InputError
 from kvs_sentinel.events import Location
 from kvs_sentinel.sources.base import Unleased
-from kvs_sentinel.sources.files import STDIN, expand_paths, open_input, split_documents
+from kvs_sentinel.sources.files import STDIN, approximate_events, expand_paths, open_input, split_documents
 from kvs_sentinel.stats import RunStats
 
 log = structlog.get_logger("kvs_sentinel.replay")
 
 BATCH_DOCUMENTS = 256
-TYPICAL_EVENT_BYTES = 1500
 
 
 @dataclass
@@ -72,7 +71,7 @@ class FileSource:
                 location = Location("<stdin>" if name == STDIN else name)
                 for item in split_documents(stream, location):
                     batch.append(item)  # markers too: the decode layer counts them
-                    weight += _weight(item)
+                    weight += approximate_events(item)
                     if weight >= self.batch_documents:
                         position = self._progress(raw, position)
                         count += 1
@@ -99,12 +98,3 @@ class FileSource:
 
     async def aclose(self) -> None:
         return None
-
-
-def _weight(item: Decodable) -> int:
-    """About how many events a unit holds, without decoding it (streamed chunks are megabytes)."""
-    if isinstance(item, LineBatch):
-        return len(item.lines)
-    if isinstance(item, Malformed | Skipped):
-        return 1
-    return 1 + len(item.data) // TYPICAL_EVENT_BYTES
