@@ -8,7 +8,7 @@ so backoff is testable and counted. The classifier says whether a failed call ma
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -143,19 +143,26 @@ async def call_with_retries(
 
 
 def aws_client(
-    service: str, *, region: str | None, endpoint_url: str | None, timeout_seconds: float
+    service: str,
+    *,
+    region: str | None,
+    endpoint_url: str | None,
+    timeout_seconds: float,
+    attempts: int = 1,
+    credentials: Mapping[str, str] | None = None,
 ) -> AbstractAsyncContextManager[Any]:
-    """An aiobotocore client with botocore's own retries off. The region and endpoint default to the
-    standard environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, the profile)."""
+    """An aiobotocore client; by default with botocore's own retries off (the callers retry with their
+    own policy). The region and endpoint default to the standard environment (`AWS_REGION`,
+    `AWS_ENDPOINT_URL`, the profile); `credentials` (keys of an assumed role) replace the chain's."""
     from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
     from aiobotocore.session import get_session  # type: ignore[import-untyped]
 
     client_config = AioConfig(
-        retries={"total_max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": attempts, "mode": "standard"},
         connect_timeout=timeout_seconds,
         read_timeout=timeout_seconds,
     )
     client: AbstractAsyncContextManager[Any] = get_session().create_client(
-        service, region_name=region, endpoint_url=endpoint_url, config=client_config
+        service, region_name=region, endpoint_url=endpoint_url, config=client_config, **(credentials or {})
     )
     return client

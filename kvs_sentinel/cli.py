@@ -119,6 +119,30 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--dry-run", action="store_true", help="list the selected log files, send nothing")
     _time_range_options(backfill)
 
+    audit = command(
+        "audit", help="check the account's configuration against the same practices (identities, trail, rule)"
+    )
+    _config_option(audit)
+    audit.add_argument("--format", choices=["table", "jsonl"], default="table", help="default: table")
+    audit.add_argument(
+        "--fail-on",
+        choices=["none", "info", "low", "medium", "high", "critical"],
+        default="high",
+        help="exit 1 when a finding is at least this severe (default: high)",
+    )
+    audit.add_argument(
+        "--deliver", action="store_true", help="also send the findings to the configured sinks"
+    )
+    audit.add_argument("--region", help="the region of the trail, rule and queue (default: $AWS_REGION)")
+    audit.add_argument(
+        "--role-arn-template", help="audit other accounts through this role: arn:aws:iam::{account}:role/NAME"
+    )
+    audit.add_argument("--accounts", help="comma-separated account ids, with --role-arn-template")
+    audit.add_argument(
+        "--suggest-policy", metavar="ROLE", help="print the least-privilege policy for producer ROLE instead"
+    )
+    audit.add_argument("paths", nargs="*", metavar="PATH", help="CloudTrail files for --suggest-policy")
+
     health = command(
         "health", help="exit 0 if a running sentinel answers /healthz (an ECS container health check)"
     )
@@ -204,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             # only run and replay --deliver send, only run consumes: the others check a production
             # configuration without its secrets (a CI job has no Slack webhook)
-            delivers = args.command == "run" or (args.command == "replay" and args.deliver)
+            delivers = args.command == "run" or (args.command in ("replay", "audit") and args.deliver)
             load = partial(load_config, args.config, deliver=delivers, consume=args.command == "run")
             loaded = stoppable(load) if args.command == "run" else load()
     except ConfigError as exc:
@@ -216,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _test(loaded, verbose=args.verbose)
     if args.command == "run":
         return _run(loaded)
+    if args.command == "audit":
+        from kvs_sentinel.audit.command import run_audit
+
+        return asyncio.run(run_audit(args, loaded))
     return asyncio.run(_replay(args, loaded))
 
 
