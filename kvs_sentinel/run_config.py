@@ -96,6 +96,15 @@ class ServiceConfig(BaseModel):
         "iam:ListPolicies, iam:GetPolicy, iam:GetPolicyVersion)",
     )
     iam_policy_refresh_seconds: float = Field(900, ge=60, description="how often they are read again")
+    audit_interval_seconds: float = Field(
+        0, ge=0, description="run `audit` this often and deliver new or changed findings (0: never)"
+    )
+    audit_reminder_seconds: float = Field(
+        86400, gt=0, description="an unchanged audit finding is sent again after this long"
+    )
+    audit_region: str | None = Field(
+        None, description="the region of the trail and rule (default: AWS_REGION)"
+    )
 
     @model_validator(mode="after")
     def _close_within_grace(self) -> ServiceConfig:

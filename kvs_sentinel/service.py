@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -203,13 +204,16 @@ class Service:
             await consumed.startup_check()
         if settings.iam_policy_lookup:
             await start_policy_lookup(stack, settings.iam_policy_refresh_seconds, self.iam_factory)
+        store = await self._state(stack)
+        if settings.audit_interval_seconds:
+            self._start_audit(stack, dispatcher, store)
         self.pipeline = run_pipeline(
             self.loaded,
             source,
             self.stats,
             dispatcher,
             log_files=S3LogFiles(s3, settings),
-            dedupe=AlertDeduper(await self._state(stack), settings.dedupe_window_seconds),
+            dedupe=AlertDeduper(store, settings.dedupe_window_seconds),
             metrics=self.metrics,
             on_event_time=self._observe_event_time,
         )
@@ -235,6 +239,34 @@ class Service:
         async def finish() -> None:
             stop.set()
             await task
+
+        stack.push_async_callback(finish)
+
+    def _start_audit(self, stack: AsyncExitStack, dispatcher: Dispatcher, store: StateStore) -> None:
+        """The periodic audit, beside the consumer; stopped (not waited for past its current call) on exit."""
+        from kvs_sentinel.audit.collect import collect_account
+        from kvs_sentinel.audit.command import queue_urls
+        from kvs_sentinel.audit.periodic import PeriodicAudit
+
+        settings = self.settings
+        region = settings.audit_region or os.environ.get("AWS_REGION") or "us-east-1"
+        urls = queue_urls(self.loaded)
+        audit = PeriodicAudit(
+            self.loaded,
+            dispatcher,
+            store,
+            lambda: collect_account(region, urls),
+            interval=settings.audit_interval_seconds,
+            reminder=settings.audit_reminder_seconds,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(audit.run(stop))
+
+        async def finish() -> None:
+            stop.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
         stack.push_async_callback(finish)
 
