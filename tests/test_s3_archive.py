@@ -187,7 +187,10 @@ async def test_backfill_of_1000_files_is_drained_by_two_tasks_each_event_alerted
     assert "1000 notifications sent" in done.stderr
     outputs = [tmp_path / f"task{i}.jsonl" for i in (1, 2)]
     for i, out in enumerate(outputs, 1):
-        config, _ = write_config(tmp_path, f"task{i}", url, jsonl_sink(out), max_in_flight=8, pollers=1)
+        # one state store for both tasks, as dynamodb: would be on ECS: a message whose visibility ends
+        # while a loaded machine is still on it goes to the other task, which must not alert it again
+        state = f"sqlite:{tmp_path / 'state.db'}"
+        config, _ = write_config(tmp_path, f"task{i}", url, jsonl_sink(out), state=state, max_in_flight=8)
         sentinels.append(Sentinel(config, tmp_path / f"task{i}.log"))
 
     def all_alerted() -> bool:

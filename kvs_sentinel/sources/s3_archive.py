@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
@@ -25,8 +24,8 @@ import structlog
 from kvs_sentinel.envelopes import Decodable, LogFileRef
 from kvs_sentinel.errors import UsageError
 from kvs_sentinel.log_files import LogFileError
-from kvs_sentinel.sources.base import Unleased
 from kvs_sentinel.sources.files import NOT_EVENT_SUFFIXES, SKIPPED_BY_NAME, approximate_events
+from kvs_sentinel.sources.local import FileBatch
 from kvs_sentinel.sources.s3 import documents_of_log_file, fetch_log_file, log_file_location
 from kvs_sentinel.stats import RunStats
 
@@ -205,21 +204,6 @@ def _moment(key: str, entry: dict[str, Any]) -> datetime:
     return modified if isinstance(modified, datetime) else datetime.now(UTC)
 
 
-@dataclass
-class ArchiveBatch(Unleased):
-    """Documents cut from archived log files: nothing to acknowledge, as for local files."""
-
-    id: str
-    documents: list[Decodable] = field(default_factory=list)
-    received_at: float = field(default_factory=time.monotonic)
-
-    async def ack(self) -> None:
-        return None
-
-    async def retry(self, reason: str) -> None:
-        return None
-
-
 class ArchiveSource:
     """`replay`'s source for s3:// URLs: the listed log files fetched `FETCHES_IN_FLIGHT` at a time (S3's
     latency, not our CPU, bounds a sequential read), judged in key order. A file that cannot be fetched
@@ -242,7 +226,7 @@ class ArchiveSource:
     def total_bytes(self) -> int:
         return sum(file.size for file in self.files)
 
-    async def messages(self) -> AsyncGenerator[ArchiveBatch, None]:
+    async def messages(self) -> AsyncGenerator[FileBatch, None]:
         pending: deque[tuple[ArchivedLogFile, asyncio.Task[BinaryIO]]] = deque()
         upcoming = iter(self.files)
         count = 0
@@ -262,7 +246,7 @@ class ArchiveSource:
                 try:
                     for documents in _batches(documents_of_log_file(stream, log_file_location(file.ref()))):
                         count += 1
-                        yield ArchiveBatch(f"batch-{count}", documents)
+                        yield FileBatch(f"batch-{count}", documents)
                 finally:
                     stream.close()
                 self.stats.files_read += 1
