@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kvs_sentinel.detectors.compiler import Detector, DetectorCompiler, count_conditions
+from kvs_sentinel.detectors.sigma_rules import SIGMA_PREFIX, load_sigma_rules
 from kvs_sentinel.detectors.spec import DetectorSpec, PackSpec
 from kvs_sentinel.env_refs import ENV_REFERENCE, substitute_env, validate_options
 from kvs_sentinel.errors import ConfigError
@@ -106,8 +107,11 @@ def builtin_packs() -> list[str]:
 
 
 def _pack_path(reference: str, base: Path, where: str) -> Path:
-    """`builtin:NAME` is a pack shipped with kvs-sentinel; any other path is relative to the config file."""
-    if reference.startswith(BUILTIN_PREFIX):
+    """`builtin:NAME` is a pack shipped with kvs-sentinel; `sigma:PATH` a Sigma rule file or a folder of
+    them; any other path is relative to the config file."""
+    if reference.startswith(SIGMA_PREFIX):
+        reference = reference[len(SIGMA_PREFIX) :]
+    elif reference.startswith(BUILTIN_PREFIX):
         path = shipped_config_dir() / "packs" / f"{reference[len(BUILTIN_PREFIX) :]}.yaml"
         if not path.is_file():
             known = ", ".join(builtin_packs()) or "none"
@@ -131,6 +135,13 @@ def load_pack(path: Path) -> PackSpec:
         return PackSpec.model_validate(substitute_env(data, str(path)))
     except ValidationError as exc:
         raise ConfigError(f"{path}: {validation_problems(exc, data)}") from None
+
+
+def _load_packs(reference: str, path: Path) -> list[tuple[Path, PackSpec]]:
+    """(origin, pack) pairs: one for a YAML pack, one per rule file for Sigma, so errors name the file."""
+    if reference.startswith(SIGMA_PREFIX):
+        return [(file, PackSpec(detectors=specs)) for file, specs in load_sigma_rules(path)]
+    return [(path, load_pack(path))]
 
 
 def load_config(path: Path | None = None, *, deliver: bool = True, consume: bool = True) -> LoadedConfig:
@@ -169,7 +180,11 @@ def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
     pack_paths = tuple(
         _pack_path(reference, base, f"{config_path}: packs[{i}]") for i, reference in enumerate(config.packs)
     )
-    packs = [(pack_path, load_pack(pack_path)) for pack_path in pack_paths]
+    packs = [
+        pack
+        for reference, pack_path in zip(config.packs, pack_paths, strict=True)
+        for pack in _load_packs(reference, pack_path)
+    ]
 
     lists: dict[str, list[Any]] = {}
     list_origins: dict[str, Path] = {}

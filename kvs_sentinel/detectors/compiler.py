@@ -73,6 +73,8 @@ class Detector:
     remediation: str
     practice: str | None
     tags: tuple[str, ...]
+    references: tuple[str, ...]
+    author: str | None
     needs_data_events: bool
     summary: SummaryTemplate
     condition: Node
@@ -177,6 +179,8 @@ class DetectorCompiler:
             remediation=spec.remediation,
             practice=spec.practice,
             tags=tuple(spec.tags),
+            references=tuple(spec.references),
+            author=spec.author,
             needs_data_events=spec.needs_data_events,
             summary=self.summary(spec.summary or DEFAULT_SUMMARY, f"{where}.summary"),
             condition=condition,
