@@ -26,6 +26,7 @@ from sigma.conditions import (
 )
 from sigma.exceptions import SigmaError
 from sigma.modifiers import reverse_modifier_mapping
+from sigma.policy.profiles import TrustedPolicy
 from sigma.rule import SigmaDetectionItem, SigmaRule
 from sigma.types import (
     CompareOperators,
@@ -88,7 +89,9 @@ def translate_file(file: Path) -> list[DetectorSpec]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read this Sigma rule: {exc}") from None
     try:
-        collection = SigmaCollection.from_yaml(text)
+        # pySigma only checks regexes with Python's engine here (its RE2 check would log to stderr);
+        # ours are compiled for RE2 by `checked`, whose error names the construct
+        collection = SigmaCollection.from_yaml(text, policy=TrustedPolicy)
     except SigmaError as exc:
         raise ConfigError(f"{file}: not a valid Sigma rule: {_one_line(exc)}") from None
     specs = []
@@ -253,7 +256,7 @@ class RuleTranslator:
         prefix = "text_" if cased else "text_i"
         parts = list(value.s)
         if not value.contains_special():
-            return {field: {prefix + "eq": _literal(value.to_plain())}}
+            return {field: {prefix + "eq": _literal(_plain(value))}}
         leading = parts[0] is SpecialChars.WILDCARD_MULTI
         trailing = parts[-1] is SpecialChars.WILDCARD_MULTI
         middle = parts[int(leading) : len(parts) - int(trailing)]
@@ -271,6 +274,11 @@ class RuleTranslator:
             note = "(regular expressions run on RE2: no lookaround, no backreferences)"
             raise self.fail(where, f"{exc} {note}") from None
         return {field: {operator: _literal(argument)}}
+
+
+def _plain(value: SigmaString) -> str:
+    """The text of a string without wildcards (`to_plain` would escape `*` and `?` again)."""
+    return "".join(str(part) for part in value.s)
 
 
 def _literal(text: str) -> str:
