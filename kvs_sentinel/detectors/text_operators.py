@@ -103,7 +103,15 @@ def _text_eq(argument: Any) -> Test:
 @operator("text_ieq")
 def _text_ieq(argument: Any) -> Test:
     expected = frozenset(value.casefold() for value in string_arguments(argument, "text_ieq"))
-    return _text_test(lambda text: text in expected or text.casefold() in expected)
+
+    def test(value: Any) -> bool:  # written out: the most common Sigma test, one call per value
+        if type(value) is str:
+            return value in expected or value.casefold() in expected
+        if value is None:
+            return False
+        return any(text in expected or text.casefold() in expected for text in texts(value))
+
+    return handles_lists(test)
 
 
 @operator("text_regex")
