@@ -68,6 +68,8 @@ class LoadedConfig:
     sources: tuple[SourceConfig, ...] = ()
     # `sinks.NAME.FIELD: VAR` for each variable left unset because the command does not deliver
     unset_env: tuple[str, ...] = ()
+    # ids of the detectors translated from Sigma rules (which carry no examples for `test`)
+    sigma_detectors: frozenset[str] = frozenset()
 
 
 def shipped_config_dir() -> Path:
@@ -180,11 +182,13 @@ def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
     pack_paths = tuple(
         _pack_path(reference, base, f"{config_path}: packs[{i}]") for i, reference in enumerate(config.packs)
     )
-    packs = [
-        pack
-        for reference, pack_path in zip(config.packs, pack_paths, strict=True)
-        for pack in _load_packs(reference, pack_path)
-    ]
+    packs: list[tuple[Path, PackSpec]] = []
+    sigma_detectors: set[str] = set()
+    for reference, pack_path in zip(config.packs, pack_paths, strict=True):
+        loaded_packs = _load_packs(reference, pack_path)
+        packs.extend(loaded_packs)
+        if reference.startswith(SIGMA_PREFIX):
+            sigma_detectors.update(spec.id for _, pack in loaded_packs for spec in pack.detectors)
 
     lists: dict[str, list[Any]] = {}
     list_origins: dict[str, Path] = {}
@@ -227,7 +231,16 @@ def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
     enabled = tuple(d for d in detectors if d.id not in set(config.disabled))
     delivery = check_delivery(config, frozenset(seen), config_path)
     queues = check_sources(config.sources, config_path, validation_problems)
-    return LoadedConfig(config_path, config, lists, enabled, pack_paths, delivery, queues)
+    return LoadedConfig(
+        config_path,
+        config,
+        lists,
+        enabled,
+        pack_paths,
+        delivery,
+        queues,
+        sigma_detectors=frozenset(sigma_detectors),
+    )
 
 
 def _check_secrets_from_env(data: Mapping[str, Any], path: Path) -> None:

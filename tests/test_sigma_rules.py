@@ -138,7 +138,7 @@ level: {level}
 """
 
 
-def load_rule(tmp_path: Path, detection: str, level: str = "medium", **extra: Any) -> Any:
+def load_rule(tmp_path: Path, detection: str, level: str = "medium") -> Any:
     rule = tmp_path / "rule.yml"
     rule.write_text(RULE.format(detection=detection, level=level))
     (detector,) = load_sigma(tmp_path, "sigma:rule.yml").detectors
@@ -314,6 +314,12 @@ def test_replay_with_a_sigma_pack_alerts_on_the_events_built_for_the_rules(
         assert (f"m-{i}", rule_id(file)) in fired, file
         assert (f"n-{i}", rule_id(file)) not in fired, file
     assert all(a["details"]["author"] for a in alerts)
+
+
+def test_test_command_notes_that_sigma_rules_carry_no_examples(sigma_config: Path) -> None:
+    result = run_cli("test", "--config", str(sigma_config))
+    assert result.returncode == 0, result.stdout
+    assert "note: 57 detector(s) from Sigma rules, which carry no examples" in result.stdout
 
 
 def test_a_construct_we_cannot_run_fails_validate_with_one_line(tmp_path: Path) -> None:
