@@ -331,3 +331,8 @@ def test_a_construct_we_cannot_run_fails_validate_with_one_line(tmp_path: Path) 
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "rule.yml: detection.keywords" in result.stderr
+
+
+def test_time_part_modifiers_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"detection\.sel: eventTime\|hour: time-part modifiers"):
+        load_rule(tmp_path, "sel: {eventTime|hour: 3}" + SEL)

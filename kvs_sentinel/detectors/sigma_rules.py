@@ -11,6 +11,7 @@ absent or present. Anything we cannot run is a load error naming the rule file a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from sigma.types import (
     SigmaNumber,
     SigmaRegularExpression,
     SigmaString,
+    SigmaTimestampPart,
     SpecialChars,
 )
 
@@ -48,10 +50,17 @@ from kvs_sentinel.detectors.operators import compile_operator
 from kvs_sentinel.detectors.spec import DetectorSpec
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import split_field_path
+from kvs_sentinel.severity import SeverityName
 
 SIGMA_PREFIX = "sigma:"
 RULE_SUFFIXES = (".yml", ".yaml")
-LEVELS = {"informational": "info", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
+LEVELS: dict[str, SeverityName] = {
+    "informational": "info",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "critical": "critical",
+}
 _COMPARISONS = {
     CompareOperators.GT: "gt",
     CompareOperators.GTE: "gte",
@@ -103,6 +112,11 @@ def translate_file(file: Path) -> list[DetectorSpec]:
     return specs
 
 
+def _slug(stem: str) -> str:
+    """A detector id from a rule file's name, for a rule without an id."""
+    return re.sub(r"[^a-z0-9_.-]+", "-", stem.lower()).strip("-")[:70] or "rule"
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
@@ -135,9 +149,9 @@ class RuleTranslator:
             remediation += f" Known false positives: {falsepositives}."
         try:
             return DetectorSpec(
-                id=str(rule.id) if rule.id is not None else "sigma." + self.file.stem.lower(),
+                id=str(rule.id) if rule.id is not None else "sigma." + _slug(self.file.stem),
                 title=title if len(title) <= 120 else title[:119] + "…",
-                severity=LEVELS.get(level, "medium"),  # type: ignore[arg-type]
+                severity=LEVELS.get(level, "medium"),
                 description=description if len(description) >= 10 else f"Sigma rule: {description}",
                 remediation=remediation,
                 tags=["sigma", *(str(tag) for tag in rule.tags)],
@@ -233,6 +247,8 @@ class RuleTranslator:
             return self.string_test(field, value, where, cased=isinstance(value, SigmaCasedString))
         if isinstance(value, SigmaBool):
             return {field: {"text_ieq": "true" if value.boolean else "false"}}
+        if isinstance(value, SigmaTimestampPart):
+            raise self.fail(where, "time-part modifiers (minute, hour, day...) are not supported")
         if isinstance(value, SigmaNumber):
             return {"any": [{field: {"eq": value.number}}, {field: {"text_ieq": json.dumps(value.number)}}]}
         if isinstance(value, SigmaRegularExpression):
