@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kvs_sentinel.detectors.compiler import Detector, DetectorCompiler, count_conditions
-from kvs_sentinel.detectors.sigma_rules import SIGMA_PREFIX, load_sigma_rules
 from kvs_sentinel.detectors.spec import DetectorSpec, PackSpec
 from kvs_sentinel.env_refs import ENV_REFERENCE, substitute_env, validate_options
 from kvs_sentinel.errors import ConfigError
@@ -26,6 +25,7 @@ from kvs_sentinel.sources.base import SourceConfig
 from kvs_sentinel.yaml_files import read_yaml
 
 BUILTIN_PREFIX = "builtin:"
+SIGMA_PREFIX = "sigma:"
 
 
 class SentinelConfig(BaseModel):
@@ -142,6 +142,9 @@ def load_pack(path: Path) -> PackSpec:
 def _load_packs(reference: str, path: Path) -> list[tuple[Path, PackSpec]]:
     """(origin, pack) pairs: one for a YAML pack, one per rule file for Sigma, so errors name the file."""
     if reference.startswith(SIGMA_PREFIX):
+        # pySigma costs ~150 ms of imports: only configurations with Sigma packs pay it
+        from kvs_sentinel.detectors.sigma_rules import load_sigma_rules
+
         return [(file, PackSpec(detectors=specs)) for file, specs in load_sigma_rules(path)]
     return [(path, load_pack(path))]
 

@@ -336,3 +336,11 @@ def test_a_construct_we_cannot_run_fails_validate_with_one_line(tmp_path: Path) 
 def test_time_part_modifiers_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"detection\.sel: eventTime\|hour: time-part modifiers"):
         load_rule(tmp_path, "sel: {eventTime|hour: 3}" + SEL)
+
+
+def test_a_configuration_without_sigma_packs_does_not_import_pysigma() -> None:
+    probe = "import sys; from kvs_sentinel.config import load_config as l; l(); print('sigma' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "False"  # pySigma's imports cost start-up time every command would pay

@@ -52,7 +52,6 @@ from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import split_field_path
 from kvs_sentinel.severity import SeverityName
 
-SIGMA_PREFIX = "sigma:"
 RULE_SUFFIXES = (".yml", ".yaml")
 LEVELS: dict[str, SeverityName] = {
     "informational": "info",
