@@ -128,6 +128,10 @@ def action_of(event_source: str | None, event_name: str | None) -> str:
 def build_alert(detector: Detector, event: Event, severity: Severity, escalated_because: str | None) -> Alert:
     fields = event_fields(event)
     details: dict[str, Any] = {}
+    if detector.author:
+        details["author"] = detector.author
+    if detector.references:
+        details["references"] = list(detector.references)
     for check in detector.checks:
         result = check.result(event)
         if result:

@@ -310,9 +310,19 @@ def _test(loaded: LoadedConfig, *, verbose: bool) -> int:
             status = "ok  " if result.passed else "FAIL"
             line = f"{status} {result.detector} :: {result.example} [{result.form}]"
             print(line + (f": {result.problem}" if result.problem else ""))
-    untested = [d.id for d in loaded.detectors if not any(e.expect == "match" for e in d.spec.examples)]
+    untested = [
+        d.id
+        for d in loaded.detectors
+        if not any(e.expect == "match" for e in d.spec.examples) and d.id not in loaded.sigma_detectors
+    ]
     for detector_id in untested:
         print(f"FAIL {detector_id}: no example that must match")
+    sigma = [d for d in loaded.detectors if d.id in loaded.sigma_detectors]
+    if sigma:
+        print(
+            f"note: {len(sigma)} detector(s) from Sigma rules, which carry no examples: "
+            "replay events of your own through them"
+        )
     print(f"{len(results) - len(failed)} passed, {len(failed) + len(untested)} failed")
     return EXIT_FAILED if failed or untested else EXIT_OK
 

@@ -25,6 +25,7 @@ from kvs_sentinel.sources.base import SourceConfig
 from kvs_sentinel.yaml_files import read_yaml
 
 BUILTIN_PREFIX = "builtin:"
+SIGMA_PREFIX = "sigma:"
 
 
 class SentinelConfig(BaseModel):
@@ -67,6 +68,8 @@ class LoadedConfig:
     sources: tuple[SourceConfig, ...] = ()
     # `sinks.NAME.FIELD: VAR` for each variable left unset because the command does not deliver
     unset_env: tuple[str, ...] = ()
+    # ids of the detectors translated from Sigma rules (which carry no examples for `test`)
+    sigma_detectors: frozenset[str] = frozenset()
 
 
 def shipped_config_dir() -> Path:
@@ -106,8 +109,11 @@ def builtin_packs() -> list[str]:
 
 
 def _pack_path(reference: str, base: Path, where: str) -> Path:
-    """`builtin:NAME` is a pack shipped with kvs-sentinel; any other path is relative to the config file."""
-    if reference.startswith(BUILTIN_PREFIX):
+    """`builtin:NAME` is a pack shipped with kvs-sentinel; `sigma:PATH` a Sigma rule file or a folder of
+    them; any other path is relative to the config file."""
+    if reference.startswith(SIGMA_PREFIX):
+        reference = reference[len(SIGMA_PREFIX) :]
+    elif reference.startswith(BUILTIN_PREFIX):
         path = shipped_config_dir() / "packs" / f"{reference[len(BUILTIN_PREFIX) :]}.yaml"
         if not path.is_file():
             known = ", ".join(builtin_packs()) or "none"
@@ -131,6 +137,16 @@ def load_pack(path: Path) -> PackSpec:
         return PackSpec.model_validate(substitute_env(data, str(path)))
     except ValidationError as exc:
         raise ConfigError(f"{path}: {validation_problems(exc, data)}") from None
+
+
+def _load_packs(reference: str, path: Path) -> list[tuple[Path, PackSpec]]:
+    """(origin, pack) pairs: one for a YAML pack, one per rule file for Sigma, so errors name the file."""
+    if reference.startswith(SIGMA_PREFIX):
+        # pySigma costs ~150 ms of imports: only configurations with Sigma packs pay it
+        from kvs_sentinel.detectors.sigma_rules import load_sigma_rules
+
+        return [(file, PackSpec(detectors=specs)) for file, specs in load_sigma_rules(path)]
+    return [(path, load_pack(path))]
 
 
 def load_config(path: Path | None = None, *, deliver: bool = True, consume: bool = True) -> LoadedConfig:
@@ -169,7 +185,13 @@ def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
     pack_paths = tuple(
         _pack_path(reference, base, f"{config_path}: packs[{i}]") for i, reference in enumerate(config.packs)
     )
-    packs = [(pack_path, load_pack(pack_path)) for pack_path in pack_paths]
+    packs: list[tuple[Path, PackSpec]] = []
+    sigma_detectors: set[str] = set()
+    for reference, pack_path in zip(config.packs, pack_paths, strict=True):
+        loaded_packs = _load_packs(reference, pack_path)
+        packs.extend(loaded_packs)
+        if reference.startswith(SIGMA_PREFIX):
+            sigma_detectors.update(spec.id for _, pack in loaded_packs for spec in pack.detectors)
 
     lists: dict[str, list[Any]] = {}
     list_origins: dict[str, Path] = {}
@@ -212,7 +234,16 @@ def compile_config(config: SentinelConfig, config_path: Path) -> LoadedConfig:
     enabled = tuple(d for d in detectors if d.id not in set(config.disabled))
     delivery = check_delivery(config, frozenset(seen), config_path)
     queues = check_sources(config.sources, config_path, validation_problems)
-    return LoadedConfig(config_path, config, lists, enabled, pack_paths, delivery, queues)
+    return LoadedConfig(
+        config_path,
+        config,
+        lists,
+        enabled,
+        pack_paths,
+        delivery,
+        queues,
+        sigma_detectors=frozenset(sigma_detectors),
+    )
 
 
 def _check_secrets_from_env(data: Mapping[str, Any], path: Path) -> None:

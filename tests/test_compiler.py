@@ -314,7 +314,8 @@ def test_invalid_yaml_reports_line_and_column(tmp_path: Path):
         ({"not": {"eventName": "A"}}, None, None),
         ({"eventName": {"glob": "Get*"}}, None, None),
         ({"eventName": {"eq": "A", "prefix": "A"}}, None, None),
-        ({"eventName": {"ieq": "a"}}, None, None),
+        ({"eventName": {"ieq": "a"}}, None, {"a"}),  # the index ignores case
+        ({"eventName": {"text_ieq": ["a", "B"]}}, None, {"a", "B"}),
         ({"errorCode": "x"}, None, None),
     ],
 )

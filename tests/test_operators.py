@@ -344,6 +344,15 @@ ARGUMENTS: dict[str, Any] = {
     "lte": 0,
     "cidr": ["10.0.0.0/8", "2001:db8::/32"],
     "is_ip": True,
+    "text_eq": "x",
+    "text_ieq": ["X", "true", "1"],
+    "text_contains": "b",
+    "text_icontains": ["B", '"a"'],
+    "text_prefix": "a",
+    "text_iprefix": "A",
+    "text_suffix": "z",
+    "text_isuffix": "Z",
+    "text_regex": ["(?i)^a", "b$"],
 }
 
 

@@ -13,6 +13,7 @@ from kvs_sentinel.detectors.conditions import (
     AllOf,
     CheckCall,
     Const,
+    FieldPair,
     FieldTest,
     Node,
     NotOf,
@@ -55,6 +56,8 @@ class _Writer:
             return "True" if node.value else "False"
         if isinstance(node, FieldTest):
             return self.field(node)
+        if isinstance(node, FieldPair):
+            return f"{self.bind(node.relation)}({self.fetch(node.left)}, {self.fetch(node.right)})"
         if isinstance(node, NotOf):
             return f"(not {self.node(node.child)})"
         if isinstance(node, CheckCall):

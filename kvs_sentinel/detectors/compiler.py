@@ -5,6 +5,7 @@ Condition grammar (YAML):
   <field.path>: [a, b]            in the list                any: [cond, ...]
   <field.path>: null              absent                     not: cond
   <field.path>: {op: arg, ...}    every operator holds       check: name | {name: ..., with: {...}}
+  <field.path>: {ieq_field: <other.path>}   the two fields' texts are equal, ignoring case
 A mapping with several keys means all of them. `$name` in an argument is the named list `name`
 (`$$` starts a literal `$`).
 """
@@ -28,6 +29,7 @@ from kvs_sentinel.detectors.conditions import (
     AllOf,
     AnyOf,
     CheckCall,
+    FieldPair,
     FieldTest,
     Node,
     NotOf,
@@ -38,6 +40,7 @@ from kvs_sentinel.detectors.conditions import (
 )
 from kvs_sentinel.detectors.operators import compile_operator
 from kvs_sentinel.detectors.spec import DetectorSpec
+from kvs_sentinel.detectors.text_operators import RELATIONS
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import LAZY_FIELDS, Event, Getter, field_getter, split_field_path
 from kvs_sentinel.severity import SEVERITY_NAMES, Severity
@@ -70,6 +73,8 @@ class Detector:
     remediation: str
     practice: str | None
     tags: tuple[str, ...]
+    references: tuple[str, ...]
+    author: str | None
     needs_data_events: bool
     summary: SummaryTemplate
     condition: Node
@@ -174,6 +179,8 @@ class DetectorCompiler:
             remediation=spec.remediation,
             practice=spec.practice,
             tags=tuple(spec.tags),
+            references=tuple(spec.references),
+            author=spec.author,
             needs_data_events=spec.needs_data_events,
             summary=self.summary(spec.summary or DEFAULT_SUMMARY, f"{where}.summary"),
             condition=condition,
@@ -225,9 +232,24 @@ class DetectorCompiler:
                     raise self.fail(here, str(exc)) from None
                 self._checks.append(compiled)
                 parts.append(CheckCall(compiled))
+            elif isinstance(value, dict) and len(value) == 1 and next(iter(value)) in RELATIONS:
+                parts.append(self.pair(str(key), value, here))
             else:
                 parts.append(self.field(str(key), value, here))
         return _all(parts)
+
+    def pair(self, path_text: str, spec: dict[str, Any], here: str) -> FieldPair:
+        ((name, other),) = spec.items()
+        for path, where in ((path_text, here), (other, f"{here}.{name}")):
+            try:
+                if not isinstance(path, str):
+                    raise ValueError(f"{name} takes a field path, got {path!r}")
+                split_field_path(path)
+            except ValueError as exc:
+                raise self.fail(where, str(exc)) from None
+        heads = (path_text.split(".", 1)[0], other.split(".", 1)[0])
+        cost = 2.0 + sum(LAZY_FIELD_COST for head in heads if head in LAZY_FIELDS)
+        return FieldPair(path_text, other, RELATIONS[name], cost)
 
     def field(self, path_text: str, spec: Any, here: str) -> FieldTest:
         try:
@@ -341,7 +363,8 @@ class DetectorCompiler:
 
     def _literals(self, spec: Any) -> frozenset[str] | None:
         if isinstance(spec, dict):
-            if len(spec) != 1 or next(iter(spec)) not in ("eq", "in"):
+            # the index ignores case (see index.py), so case-insensitive literals are index keys too
+            if len(spec) != 1 or next(iter(spec)) not in ("eq", "in", "ieq", "iin", "text_ieq"):
                 return None
             spec = next(iter(spec.values()))
         values = self.resolve(spec, "")

@@ -35,6 +35,17 @@ class FieldTest:
 
 
 @dataclass(frozen=True, eq=False)
+class FieldPair:
+    """Two fields of one event compared (`userIdentity.arn: {ieq_field: requestParameters.userName}`)."""
+
+    left: str
+    right: str
+    relation: Callable[[Any, Any], bool]
+    cost: float
+    memo_key: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
 class _Group:
     children: tuple[Node, ...]
     memo_key: str | None = None
@@ -76,7 +87,7 @@ class Const:
     memo_key: str | None = None
 
 
-Node = FieldTest | AllOf | AnyOf | NotOf | CheckCall | Const
+Node = FieldTest | FieldPair | AllOf | AnyOf | NotOf | CheckCall | Const
 TRUE, FALSE = Const(True), Const(False)
 
 

@@ -4,6 +4,9 @@ Detectors are keyed by the literal eventSource/eventName values their conditions
 (eventSource, eventName) met, the candidates' conditions are specialised once (see conditions.py) and the
 resulting plans cached, so a detector that cannot match an API call costs nothing for its events and
 tests on eventSource/eventName are never repeated per event.
+
+Keys ignore case, so that case-insensitive conditions (Sigma's default) are indexed too: the index only
+proposes candidates, and specialising a case-sensitive condition on the real values still decides.
 """
 
 from __future__ import annotations
@@ -29,14 +32,14 @@ class DetectorIndex:
         for detector in self.detectors:
             sources, names = detector.event_sources, detector.event_names
             if sources is not None and names is not None:
-                for source in sources:
-                    for name in names:
+                for source in {s.casefold() for s in sources}:
+                    for name in {n.casefold() for n in names}:
                         self._pairs[source, name].append(detector)
             elif sources is not None:
-                for source in sources:
+                for source in {s.casefold() for s in sources}:
                     self._by_source[source].append(detector)
             elif names is not None:
-                for name in names:
+                for name in {n.casefold() for n in names}:
                     self._by_name[name].append(detector)
             else:
                 self._everywhere.append(detector)
@@ -51,6 +54,8 @@ class DetectorIndex:
         )
 
     def candidates_for(self, source: str | None, name: str | None) -> tuple[Detector, ...]:
+        source = source.casefold() if source is not None else None
+        name = name.casefold() if name is not None else None
         found = {
             detector.id: detector
             for group in (

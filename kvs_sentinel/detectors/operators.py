@@ -59,7 +59,7 @@ def _inlinable(test: Test, template: str, constant: Any = None) -> Test:
     return test
 
 
-def _handles_lists(test: Test) -> Test:
+def handles_lists(test: Test) -> Test:
     """Mark a test that already answers for None and lists itself (saves a call per value on hot paths)."""
     test.handles_lists = True  # type: ignore[attr-defined]
     return test
@@ -101,7 +101,7 @@ def remembered(test: Callable[[str], bool]) -> Test:
                 cache[value] = answer
         return answer
 
-    return _handles_lists(cached)
+    return handles_lists(cached)
 
 
 def _string_test(test: Callable[[str], bool]) -> Test:
@@ -112,10 +112,10 @@ def _string_test(test: Callable[[str], bool]) -> Test:
             return test(value)
         return type(value) is list and any(type(v) is str and test(v) for v in value)
 
-    return _handles_lists(answer)
+    return handles_lists(answer)
 
 
-def _strings(argument: Any, what: str) -> list[str]:
+def string_arguments(argument: Any, what: str) -> list[str]:
     # An empty list is allowed (a named list a deployment left empty) and matches nothing.
     values = argument if isinstance(argument, list) else [argument]
     if not all(isinstance(value, str) for value in values):
@@ -139,7 +139,7 @@ def _eq(argument: Any) -> Test:
     if type(argument) is str:
         # Only a str equals a str, so no type checks: None and dicts are simply unequal.
         return _inlinable(
-            _handles_lists(lambda value: value == argument or (type(value) is list and argument in value)),
+            handles_lists(lambda value: value == argument or (type(value) is list and argument in value)),
             "(({held} := {value}) == {constant} or (type({held}) is list and {constant} in {held}))",
             argument,
         )
@@ -169,7 +169,7 @@ def _in(argument: Any) -> Test:
 
         # the condition of `a if c else b` runs first, so the value is taken there
         return _inlinable(
-            _handles_lists(test),
+            handles_lists(test),
             "({held} in {constant} if type({held} := {value}) is str "
             "else (type({held}) is list and any(type(_e) is str and _e in {constant} for _e in {held})))",
             strings,
@@ -179,7 +179,7 @@ def _in(argument: Any) -> Test:
 
 @operator("iin")
 def _iin(argument: Any) -> Test:
-    expected = frozenset(value.casefold() for value in _strings(argument, "iin"))
+    expected = frozenset(value.casefold() for value in string_arguments(argument, "iin"))
     return lambda value: type(value) is str and value.casefold() in expected
 
 
@@ -208,7 +208,7 @@ def _re2_options() -> Any:
 _RE2_OPTIONS = _re2_options()
 
 
-def _regex_test(pattern: str, *, full: bool) -> Test:
+def regex_test(pattern: str, *, full: bool) -> Test:
     try:
         compiled = re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as exc:
@@ -221,7 +221,7 @@ def _regex_test(pattern: str, *, full: bool) -> Test:
 
 
 def _glob(argument: Any, *, ignore_case: bool) -> Test:
-    patterns = _strings(argument, "glob")
+    patterns = string_arguments(argument, "glob")
     if not any("*" in p or "?" in p for p in patterns):
         return _iin(patterns) if ignore_case else _in(patterns)
     flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
@@ -240,13 +240,13 @@ def _glob_nocase(argument: Any) -> Test:
 
 
 def _regex(argument: Any, *, ignore_case: bool) -> Test:
-    patterns = _strings(argument, "regex")
+    patterns = string_arguments(argument, "regex")
     if not patterns:
         return lambda value: False
     for pattern in patterns:  # validate each on its own so the error names the bad one
-        _regex_test(pattern, full=False)
+        regex_test(pattern, full=False)
     flags = "(?i)" if ignore_case else ""
-    return _regex_test(flags + "|".join(f"(?:{p})" for p in patterns), full=False)
+    return regex_test(flags + "|".join(f"(?:{p})" for p in patterns), full=False)
 
 
 @operator("regex")
@@ -263,11 +263,11 @@ def _string_operator(name: str, matches: Callable[[str, tuple[str, ...]], bool])
     """Register `name` and its case-insensitive twin `i<name>`, both taking one string or a list."""
 
     def cased(argument: Any) -> Test:
-        needles = tuple(_strings(argument, name))
+        needles = tuple(string_arguments(argument, name))
         return _string_test(lambda value: matches(value, needles))
 
     def uncased(argument: Any) -> Test:
-        needles = tuple(needle.casefold() for needle in _strings(argument, "i" + name))
+        needles = tuple(needle.casefold() for needle in string_arguments(argument, "i" + name))
         return _string_test(lambda value: matches(value.casefold(), needles))
 
     OPERATORS[name] = cased
@@ -358,7 +358,7 @@ def _parse_short_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
 @operator("cidr")
 def _cidr(argument: Any) -> Test:
     networks = []
-    for text in _strings(argument, "cidr"):
+    for text in string_arguments(argument, "cidr"):
         try:
             networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError:

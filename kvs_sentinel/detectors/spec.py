@@ -41,6 +41,10 @@ class DetectorSpec(_Strict):
     remediation: str = Field(min_length=10)
     practice: str | None = None
     tags: list[str] = []
+    references: list[str] = Field(
+        default=[], description="links that explain the detection (alerts carry them)"
+    )
+    author: str | None = Field(default=None, description="who wrote it (alerts carry it, as the DRL asks)")
     summary: str | None = Field(default=None, description="one sentence; {placeholders} name alert fields")
     needs_data_events: bool = False
     match: Any
