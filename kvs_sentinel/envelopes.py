@@ -18,6 +18,7 @@ from urllib.parse import unquote_plus
 
 import msgspec
 
+from kvs_sentinel.array_scan import element_spans
 from kvs_sentinel.events import (
     DOC_DECODER,
     DOC_LIST_DECODER,
@@ -141,7 +142,12 @@ def normalise(
         yield Malformed(location.describe(index), _decode_error_text(exc, data))
         return
     except RecursionError:
-        yield Malformed(location.describe(index), "JSON nested too deeply")
+        elements = _array_elements(data)  # one element too deep must not cost the others
+        if elements is None or depth >= MAX_NESTING:
+            yield Malformed(location.describe(index), "JSON nested too deeply")
+            return
+        for position, element in enumerate(elements):
+            yield from normalise(element, location, position, via, depth + 1)
         return
     if isinstance(parsed, list):
         if depth >= MAX_NESTING:
@@ -151,6 +157,19 @@ def normalise(
             yield from normalise(raw, location, position, via, depth + 1)
     else:
         yield from classify(parsed, location, index, via, depth)
+
+
+def _array_elements(data: bytes | str) -> list[bytes] | None:
+    """The elements of a top-level JSON array, cut by scanning (see array_scan.py); None if `data` is
+    not one whole array."""
+    buf = data.encode() if isinstance(data, str) else bytes(data)
+    start = len(buf) - len(buf.lstrip())
+    if buf[start : start + 1] != b"[":
+        return None
+    cut = element_spans(buf, start + 1)
+    if not cut.closed or buf[cut.rest :].strip():
+        return None
+    return [buf[begin:end] for begin, end in cut.spans]
 
 
 def is_record(doc: Doc) -> bool:

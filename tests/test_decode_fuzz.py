@@ -198,3 +198,25 @@ def test_a_hostile_value_inside_an_object_does_not_hide_its_event(
     if form == "records":
         data = b'{"Records": [' + data + b"]}"
     assert _judged(_run(data, "f.json")) == {"good-1"}
+
+
+@pytest.mark.parametrize("depth", range(940, 1001))
+def test_an_array_element_nested_to_the_decoders_limit_costs_only_itself(depth: int) -> None:
+    # Found by the fuzzer: near the limit, an array could pass the splitter's raw check and then fail
+    # as records (the limit moves with the caller's stack depth), losing every element; the elements are
+    # now cut by scanning and each judged alone.
+    login = {
+        "eventVersion": "1.05",
+        "userIdentity": {"type": "Root", "arn": "arn:aws:iam::111122223333:root"},
+        "eventTime": "2022-11-10T16:24:34Z",
+        "eventSource": "signin.amazonaws.com",
+        "eventName": "ConsoleLogin",
+        "awsRegion": "us-east-1",
+        "requestParameters": None,
+        "eventID": "deb1",
+        "recipientAccountId": "111122223333",
+    }
+    bad = b'{"zz": ' + b"[" * depth + b"]" * depth + b", " + json.dumps(login).encode()[1:]
+    good = [json.dumps(good_event(n)).encode() for n in (1, 2)]
+    data = b"[" + good[0] + b"," + bad + b"," + good[1] + b"]"
+    assert {"good-1", "good-2"} <= _judged(_run(data, "f.json"))

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 import msgspec
 
+from kvs_sentinel.array_scan import element_spans
 from kvs_sentinel.envelopes import (
     ArrayChunk,
     Decodable,
@@ -29,7 +30,6 @@ from kvs_sentinel.envelopes import (
 )
 from kvs_sentinel.errors import InputError
 from kvs_sentinel.events import RAW_LIST_DECODER, Location
-from kvs_sentinel.sources.array_scan import element_spans
 
 # Bigger files stream; most CloudTrail log files are well under this once gunzipped.
 WHOLE_FILE_LIMIT = 8 * 1024 * 1024
