@@ -150,17 +150,22 @@ def aws_client(
     timeout_seconds: float,
     attempts: int = 1,
     credentials: Mapping[str, str] | None = None,
+    read_timeout_seconds: float | None = None,
+    max_pool_connections: int | None = None,
 ) -> AbstractAsyncContextManager[Any]:
     """An aiobotocore client; by default with botocore's own retries off (the callers retry with their
     own policy). The region and endpoint default to the standard environment (`AWS_REGION`,
-    `AWS_ENDPOINT_URL`, the profile); `credentials` (keys of an assumed role) replace the chain's."""
+    `AWS_ENDPOINT_URL`, the profile); `credentials` (keys of an assumed role) replace the chain's.
+    `attempts` counts the first call; `read_timeout_seconds` defaults to `timeout_seconds`."""
     from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
     from aiobotocore.session import get_session  # type: ignore[import-untyped]
 
+    pool = {} if max_pool_connections is None else {"max_pool_connections": max_pool_connections}
     client_config = AioConfig(
         retries={"total_max_attempts": attempts, "mode": "standard"},
         connect_timeout=timeout_seconds,
-        read_timeout=timeout_seconds,
+        read_timeout=timeout_seconds if read_timeout_seconds is None else read_timeout_seconds,
+        **pool,
     )
     client: AbstractAsyncContextManager[Any] = get_session().create_client(
         service, region_name=region, endpoint_url=endpoint_url, config=client_config, **(credentials or {})

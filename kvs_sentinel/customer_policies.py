@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from kvs_sentinel.aws import aws_client
 from kvs_sentinel.iam_policy import decode_policy_document, document_statements
 
 __all__ = [
@@ -115,14 +116,13 @@ def iam_client(region: str | None = None, attempts: int = 5) -> AbstractAsyncCon
     """An aiobotocore IAM client: standard credential chain and environment (`AWS_ENDPOINT_URL_IAM`…).
 
     IAM is global; `region` only picks the partition's endpoint (cn-north-1 for aws-cn...)."""
-    from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
-    from aiobotocore.session import get_session  # type: ignore[import-untyped]
-
-    config = AioConfig(
-        retries={"mode": "standard", "max_attempts": attempts}, connect_timeout=10, read_timeout=30
-    )
-    client: AbstractAsyncContextManager[IamPolicyClient] = get_session().create_client(
-        "iam", region_name=region or os.environ.get("AWS_REGION") or None, config=config
+    client: AbstractAsyncContextManager[IamPolicyClient] = aws_client(
+        "iam",
+        region=region or os.environ.get("AWS_REGION") or None,
+        endpoint_url=None,
+        timeout_seconds=10,
+        read_timeout_seconds=30,
+        attempts=attempts + 1,
     )
     return client
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import IO, Any, BinaryIO, Protocol, cast
 
+from kvs_sentinel.aws import aws_client
 from kvs_sentinel.envelopes import LogFileRef
 from kvs_sentinel.events import Location
 from kvs_sentinel.log_files import LogFileError
@@ -56,14 +57,13 @@ def s3_client(region: str | None = None, attempts: int = 3) -> AbstractAsyncCont
     """An aiobotocore S3 client: standard credential chain and environment (`AWS_ENDPOINT_URL_S3`…).
 
     A bucket in another region is followed by botocore's region redirector."""
-    from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
-    from aiobotocore.session import get_session  # type: ignore[import-untyped]
-
-    config = AioConfig(
-        retries={"mode": "standard", "max_attempts": attempts}, connect_timeout=10, read_timeout=60
-    )
-    client: AbstractAsyncContextManager[S3Getter] = get_session().create_client(
-        "s3", region_name=region or os.environ.get("AWS_REGION") or None, config=config
+    client: AbstractAsyncContextManager[S3Getter] = aws_client(
+        "s3",
+        region=region or os.environ.get("AWS_REGION") or None,
+        endpoint_url=None,
+        timeout_seconds=10,
+        read_timeout_seconds=60,
+        attempts=attempts + 1,
     )
     return client
 

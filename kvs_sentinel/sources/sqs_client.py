@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field
 
+from kvs_sentinel.aws import aws_client
 from kvs_sentinel.sources.base import SourceConfig
 
 MAX_VISIBILITY_SECONDS = 43_200  # 12 h, the SQS maximum
@@ -79,18 +80,15 @@ ClientFactory = Callable[[SqsSourceConfig], AbstractAsyncContextManager[SqsClien
 
 def aiobotocore_client(config: SqsSourceConfig) -> AbstractAsyncContextManager[SqsClient]:
     """An aiobotocore SQS client: standard retries, a read timeout above the long-poll wait."""
-    from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
-    from aiobotocore.session import get_session  # type: ignore[import-untyped]
-
     region = config.region or queue_region(config.queue_url) or os.environ.get("AWS_REGION") or None
-    client_config = AioConfig(
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=10,
-        read_timeout=config.wait_time_seconds + 15,
+    client: AbstractAsyncContextManager[SqsClient] = aws_client(
+        "sqs",
+        region=region,
+        endpoint_url=None,
+        timeout_seconds=10,
+        read_timeout_seconds=config.wait_time_seconds + 15,
+        attempts=4,
         max_pool_connections=config.pollers + 10,
-    )
-    client: AbstractAsyncContextManager[SqsClient] = get_session().create_client(
-        "sqs", region_name=region, config=client_config
     )
     return client
 
