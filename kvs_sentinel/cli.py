@@ -137,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--role-arn-template", help="audit other accounts through this role: arn:aws:iam::{account}:role/NAME"
     )
-    audit.add_argument("--accounts", help="comma-separated account ids, with --role-arn-template")
+    audit.add_argument(
+        "--accounts",
+        help="comma-separated account ids, or `all` (the Organization's), with --role-arn-template",
+    )
     audit.add_argument(
         "--suggest-policy", metavar="ROLE", help="print the least-privilege policy for producer ROLE instead"
     )

@@ -315,3 +315,26 @@ def test_what_trail_selectors_record() -> None:
         False,
         False,
     )
+
+
+async def test_every_account_of_the_organization_through_the_audit_role(
+    moto_server: str, tmp_path: Path
+) -> None:
+    async with aws_client("organizations") as organizations:
+        await organizations.create_organization(FeatureSet="ALL")
+        await organizations.create_account(AccountName="cameras", Email="cameras@example.com")
+        listed = await organizations.list_accounts()
+    ids = {account["Id"] for account in listed["Accounts"]}
+    assert len(ids) == 2
+    config = tmp_path / "sentinel.yaml"
+    config.write_text(f"packs: [{PACK}]\n")
+    done = await asyncio.to_thread(
+        cli, "audit", "--config", str(config), "--format", "jsonl", "--fail-on", "none",
+        "--role-arn-template", "arn:aws:iam::{account}:role/kvs-sentinel-audit", "--accounts", "all",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    no_trail = {f["account"] for f in findings_of(done) if f["detector"] == "kvs-audit-no-trail"}
+    assert no_trail == ids  # moto answers each assumed role as its own, empty, account
+    mismatched = await asyncio.to_thread(cli, "audit", "--config", str(config), "--accounts", "all")
+    assert mismatched.returncode == 2
+    assert "--accounts and --role-arn-template go together" in mismatched.stderr

@@ -175,3 +175,24 @@ async def role_details(role: str, region: str) -> list[Any]:
         raise AuditReadError(f"{exc.operation_name}: {error.get('Code', 'Unknown')}") from None
     except (BotoCoreError, OSError, TimeoutError) as exc:
         raise AuditReadError(f"{type(exc).__name__}: {exc}") from None
+
+
+async def organization_accounts(region: str) -> list[str]:
+    """The ids of the Organization's active accounts (the caller must be allowed organizations:ListAccounts:
+    the management account or a delegated administrator)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        async with _client("organizations", region, None) as organizations:
+            paginator = organizations.get_paginator("list_accounts")
+            return [
+                account["Id"]
+                async for page in paginator.paginate()
+                for account in page.get("Accounts", ())
+                if account.get("Status", "ACTIVE") == "ACTIVE"
+            ]
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise AuditReadError(f"{exc.operation_name}: {error.get('Code', 'Unknown')}") from None
+    except (BotoCoreError, OSError, TimeoutError) as exc:
+        raise AuditReadError(f"{type(exc).__name__}: {exc}") from None

@@ -11,7 +11,13 @@ from collections.abc import AsyncIterator
 
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.audit.account import AccountState, identities_from_details
-from kvs_sentinel.audit.collect import AuditReadError, assume, collect_account, role_details
+from kvs_sentinel.audit.collect import (
+    AuditReadError,
+    assume,
+    collect_account,
+    organization_accounts,
+    role_details,
+)
 from kvs_sentinel.audit.identities import effective_kvs_actions, identity_findings, root_findings
 from kvs_sentinel.audit.monitoring import Blinded, monitoring_findings
 from kvs_sentinel.audit.report import failed, write_jsonl, write_table
@@ -54,6 +60,8 @@ async def run_audit(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         return EXIT_USAGE
     findings: list[Alert] = []
     try:
+        if accounts == ["all"]:
+            accounts = await organization_accounts(region)
         if accounts:
             for account in accounts:
                 role = args.role_arn_template.format(account=account)
