@@ -6,7 +6,8 @@ other accounts)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +30,21 @@ class AuditReadError(Exception):
     """A call the audit needs failed (AccessDenied names the missing permission)."""
 
 
+@contextlib.asynccontextmanager
+async def _reading() -> AsyncIterator[None]:
+    """AWS errors as one AuditReadError naming the call (AccessDenied names the missing permission)."""
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "Unknown"), error.get("Message", "")
+        raise AuditReadError(f"{exc.operation_name}: {code}: {message}".rstrip(": ")) from None
+    except (BotoCoreError, OSError, TimeoutError) as exc:
+        raise AuditReadError(f"{type(exc).__name__}: {exc}") from None
+
+
 def _client(service: str, region: str, credentials: Mapping[str, str] | None) -> Any:
     return aws_client(
         service, region=region, endpoint_url=None, timeout_seconds=TIMEOUT_SECONDS, attempts=ATTEMPTS,
@@ -39,9 +55,7 @@ def _client(service: str, region: str, credentials: Mapping[str, str] | None) ->
 async def collect_account(
     region: str, queue_urls: Sequence[str], credentials: Mapping[str, str] | None = None
 ) -> AccountState:
-    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
-
-    try:
+    async with _reading():
         async with _client("sts", region, credentials) as sts:
             caller = await sts.get_caller_identity()
         partition = caller["Arn"].split(":")[1]
@@ -61,14 +75,6 @@ async def collect_account(
                 state.queues = [await _queue(sqs, url) for url in queue_urls]
             async with _client("events", region, credentials) as events:
                 state.rules = [rule async for rule in _rules(events)]
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        operation = exc.operation_name
-        raise AuditReadError(
-            f"{operation}: {error.get('Code', 'Unknown')}: {error.get('Message', '')}"
-        ) from None
-    except (BotoCoreError, OSError, TimeoutError) as exc:
-        raise AuditReadError(f"{type(exc).__name__}: {exc}") from None
     return state
 
 
@@ -163,36 +169,20 @@ async def assume(role_arn: str, region: str) -> dict[str, str]:
 
 async def role_details(role: str, region: str) -> list[Any]:
     """GetAccountAuthorizationDetails pages for roles and the managed policies they hold."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        async with _client("iam", region, None) as iam:
-            paginator = iam.get_paginator("get_account_authorization_details")
-            filters = ["Role", "LocalManagedPolicy", "AWSManagedPolicy"]
-            return [page async for page in paginator.paginate(Filter=filters)]
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise AuditReadError(f"{exc.operation_name}: {error.get('Code', 'Unknown')}") from None
-    except (BotoCoreError, OSError, TimeoutError) as exc:
-        raise AuditReadError(f"{type(exc).__name__}: {exc}") from None
+    async with _reading(), _client("iam", region, None) as iam:
+        paginator = iam.get_paginator("get_account_authorization_details")
+        filters = ["Role", "LocalManagedPolicy", "AWSManagedPolicy"]
+        return [page async for page in paginator.paginate(Filter=filters)]
 
 
 async def organization_accounts(region: str) -> list[str]:
     """The ids of the Organization's active accounts (the caller must be allowed organizations:ListAccounts:
     the management account or a delegated administrator)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        async with _client("organizations", region, None) as organizations:
-            paginator = organizations.get_paginator("list_accounts")
-            return [
-                account["Id"]
-                async for page in paginator.paginate()
-                for account in page.get("Accounts", ())
-                if account.get("Status", "ACTIVE") == "ACTIVE"
-            ]
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise AuditReadError(f"{exc.operation_name}: {error.get('Code', 'Unknown')}") from None
-    except (BotoCoreError, OSError, TimeoutError) as exc:
-        raise AuditReadError(f"{type(exc).__name__}: {exc}") from None
+    async with _reading(), _client("organizations", region, None) as organizations:
+        paginator = organizations.get_paginator("list_accounts")
+        return [
+            account["Id"]
+            async for page in paginator.paginate()
+            for account in page.get("Accounts", ())
+            if account.get("Status", "ACTIVE") == "ACTIVE"
+        ]
