@@ -22,6 +22,7 @@ import msgspec
 from kvs_sentinel import __version__
 from kvs_sentinel.app import configured_dispatcher, replay_pipeline
 from kvs_sentinel.config import LoadedConfig, SentinelConfig, compile_config, load_config
+from kvs_sentinel.detectors.spec import ExampleSpec
 from kvs_sentinel.errors import ConfigError, DeliveryError, UsageError
 from kvs_sentinel.examples import run_examples
 from kvs_sentinel.flood import Suppressions
@@ -252,11 +253,15 @@ def _test(loaded: LoadedConfig, *, verbose: bool) -> int:
             status = "ok  " if result.passed else "FAIL"
             line = f"{status} {result.detector} :: {result.example} [{result.form}]"
             print(line + (f": {result.problem}" if result.problem else ""))
-    untested = [d.id for d in loaded.detectors if not any(e.expect == "match" for e in d.spec.examples)]
+    untested = [d.id for d in loaded.detectors if not any(_must_alert(e) for e in d.spec.examples)]
     for detector_id in untested:
         print(f"FAIL {detector_id}: no example that must match")
     print(f"{len(results) - len(failed)} passed, {len(failed) + len(untested)} failed")
     return EXIT_FAILED if failed or untested else EXIT_OK
+
+
+def _must_alert(example: ExampleSpec) -> bool:
+    return example.expect == "match" or any(step.alerts for step in example.steps or ())
 
 
 def _progress_bar(shown: bool, total: int | None) -> Any:

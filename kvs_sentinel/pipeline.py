@@ -31,6 +31,8 @@ from kvs_sentinel.log_files import LogFileError, LogFileExpander, LogFileReader
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sources.base import Message, Source
+from kvs_sentinel.state.base import StateError
+from kvs_sentinel.stateful import StatefulJudge
 
 if TYPE_CHECKING:
     from kvs_sentinel.metrics import Metrics  # prometheus_client: only `run` loads it
@@ -61,6 +63,7 @@ class Pipeline:
         dedupe: AlertDeduper | None = None,
         metrics: Metrics | None = None,
         log_alerts: bool = False,
+        judge: StatefulJudge | None = None,
     ) -> None:
         self.source = source
         self.processor = processor
@@ -71,6 +74,7 @@ class Pipeline:
         self.dedupe = dedupe
         self.metrics = metrics
         self.log_alerts = log_alerts  # one log line per alert sent (run); replay writes alerts instead
+        self.judge = judge  # stateful detectors: None only when none is loaded
         self.counts = PipelineCounts()
 
     @property
@@ -118,6 +122,11 @@ class Pipeline:
                     await self._read_log_files(outcome.log_files, self.log_files)
                 if outcome.malformed:
                     raise _Unreadable(outcome.malformed)
+        except StateError as exc:
+            # a stateful detector could not be judged: the message comes back, it is never acked on a guess
+            self.counts.messages_failed += 1
+            log.error("message_state_failed", error=str(exc), retryable=exc.retryable)
+            await message.retry(str(exc))
         except DeliveryError as exc:
             self.counts.messages_failed += 1
             log.error("message_delivery_failed", error=str(exc), retryable=exc.retryable)
@@ -153,7 +162,13 @@ class Pipeline:
             self.counts.log_files_read += 1
 
     async def deliver(self, outcome: Outcome) -> None:
-        """Every alert to the sinks it is routed to; raises DeliveryError unless all accepted it."""
+        """The pending stateful checks judged, then every alert to the sinks it is routed to; raises
+        StateError when the store fails, DeliveryError unless every sink accepted every alert."""
+        if outcome.pending:
+            if self.judge is None:
+                raise RuntimeError("stateful detectors are loaded but the pipeline was given no store")
+            outcome.alerts.extend(await self.judge.judge(outcome.pending))
+            outcome.pending.clear()
         alerts = outcome.alerts
         if not alerts:
             return

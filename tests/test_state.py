@@ -152,3 +152,9 @@ async def test_a_missing_dynamodb_table_is_a_state_error_not_worth_retrying(moto
 async def test_a_bad_state_url_says_what_is_wrong(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         await open_store(url)
+
+
+async def test_adding_nothing_reads_the_total_unchanged(store: StateStore) -> None:
+    await store.count("denied/p/w2", 2, now=NOW, ttl=600)
+    assert await store.count("denied/p/w2", 0, now=NOW + 1, ttl=600) == 2
+    assert await store.count("denied/p/w2", 1, now=NOW + 2, ttl=600) == 3

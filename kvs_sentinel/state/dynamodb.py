@@ -60,7 +60,7 @@ class DynamoDbStore:
                         ":expires": _n(now + ttl),
                         ":now": _n(now),
                     },
-                    ReturnValues="UPDATED_NEW",
+                    ReturnValues="ALL_NEW",  # UPDATED_NEW leaves out a total that ADD 0 did not change
                 )
                 return int(answer["Attributes"]["total"]["N"])
             except _ConditionFailed:

@@ -1,0 +1,209 @@
+"""Stateful conditions, compiled: `threshold` and `first_seen`.
+
+A stateful detector first matches statelessly (its `match`), then its rule turns the matching event into an
+`Observation`: the event's time, its eventID, its group key and the value to remember. This is all
+synchronous and runs in the engine; asking the store what the observation means (a count crossing its
+threshold, a value new for its group) is left to `kvs_sentinel.stateful`, which the pipeline awaits.
+
+Time is the event's own `eventTime`, never the clock, so a replay of last month behaves as it did live.
+Windows are fixed and aligned on the epoch (`window` seconds each): events arriving late or out of order
+are counted in the window of their own time, however late they come, as long as the store still holds it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from kvs_sentinel.events import Event, Getter, field_getter
+
+Derive = Literal["network"]
+DERIVATIONS = ("network",)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number of seconds or text such as `10m`, `1h`, `30d`; ValueError says why not."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        found = _DURATION.match(str(value))
+        if found is None:
+            raise ValueError(f"{value!r} is not a duration: write seconds, or a number with s, m, h or d")
+        seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"{value!r} is not a positive duration")
+    return seconds
+
+
+def network_of(value: Any) -> str:
+    """The /24 (IPv4) or /48 (IPv6) network of an address; anything else (a service name such as
+    `kinesisvideo.amazonaws.com`, `AWS Internal`) is its own network."""
+    text = str(value)
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def event_epoch(event: Event) -> float:
+    """The event's `eventTime` in epoch seconds; ValueError when it has none a stateful rule can use."""
+    return float(event.remember("stateful:event_time", _epoch))
+
+
+def _epoch(event: Event) -> float:
+    text = event.doc.eventTime
+    try:
+        return datetime.fromisoformat(str(text)).timestamp() if isinstance(text, str) else _refuse(text)
+    except ValueError:
+        return _refuse(text)
+
+
+def _refuse(text: Any) -> float:
+    raise ValueError(f"eventTime {text!r} is not an ISO 8601 time; a stateful detector judges on event time")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a matching event says to a stateful rule, before the store is asked."""
+
+    at: float  # event time, epoch seconds
+    event_id: str | None
+    group: str  # the group's values as canonical text: part of every store key
+    shown_group: str  # the same for people
+    value: str | None  # the distinct or first-seen value (after derivation); None for a plain count
+
+
+@dataclass(frozen=True, slots=True)
+class _Grouping:
+    paths: tuple[str, ...]
+    getters: tuple[Getter, ...]
+
+    def key(self, event: Event) -> tuple[str, str] | None:
+        values = []
+        for getter in self.getters:
+            value = getter(event)
+            if value is None or value == "" or isinstance(value, dict | list):
+                return None  # a group without its key cannot be told apart from others: not judged
+            values.append(str(value))
+        return json.dumps(values), ", ".join(f"{p}={v}" for p, v in zip(self.paths, values, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class _Value:
+    path: str
+    getter: Getter
+    derive: Derive | None
+
+    @property
+    def described(self) -> str:
+        return self.path + (f" ({self.derive})" if self.derive else "")
+
+    def of(self, event: Event) -> str | None:
+        value = self.getter(event)
+        if value is None or value == "" or isinstance(value, dict | list):
+            return None
+        return network_of(value) if self.derive == "network" else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdRule:
+    """At least `count` matching events (or distinct values of a field) per group within one window."""
+
+    count: int
+    window: float
+    grouping: _Grouping
+    distinct: _Value | None
+
+    def observe(self, event: Event) -> Observation | None:
+        at = event_epoch(event)
+        key = self.grouping.key(event)
+        if key is None:
+            return None
+        value = None
+        if self.distinct is not None:
+            value = self.distinct.of(event)
+            if value is None:
+                return None
+        return Observation(at, _event_id(event), key[0], key[1], value)
+
+    def window_start(self, at: float) -> float:
+        return at - at % self.window
+
+
+@dataclass(frozen=True, slots=True)
+class FirstSeenRule:
+    """A value (or its derived network) new for its group, once the group's learning period is over.
+
+    A group's learning starts when its first value is remembered; values expire `expiry` after they were
+    last seen, so a baseline follows change, and a group whose values all expired learns afresh."""
+
+    value: _Value
+    grouping: _Grouping
+    learning: float
+    expiry: float
+    max_values: int
+
+    def observe(self, event: Event) -> Observation | None:
+        at = event_epoch(event)
+        key = self.grouping.key(event)
+        value = self.value.of(event)
+        if key is None or value is None:
+            return None
+        return Observation(at, _event_id(event), key[0], key[1], value)
+
+
+StatefulRule = ThresholdRule | FirstSeenRule
+
+
+def _event_id(event: Event) -> str | None:
+    value = event.doc.eventID
+    return value if isinstance(value, str) and value else None
+
+
+def compile_threshold(spec: Any) -> ThresholdRule:
+    """ValueError names the field at fault (`window: ...`)."""
+    if spec.derive is not None and spec.distinct is None:
+        raise ValueError("derive: applies to the distinct field, and there is none")
+    return ThresholdRule(
+        count=spec.count,
+        window=_field("window", parse_duration, spec.window),
+        grouping=_grouping(spec.group_by),
+        distinct=None if spec.distinct is None else _value("distinct", spec.distinct, spec.derive),
+    )
+
+
+def compile_first_seen(spec: Any) -> FirstSeenRule:
+    return FirstSeenRule(
+        value=_value("value", spec.value, spec.derive),
+        grouping=_grouping(spec.group_by),
+        learning=_field("learning", parse_duration, spec.learning),
+        expiry=_field("expiry", parse_duration, spec.expiry),
+        max_values=spec.max_values,
+    )
+
+
+def _field(name: str, compile_one: Any, value: Any) -> Any:
+    try:
+        return compile_one(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _grouping(paths: Sequence[str]) -> _Grouping:
+    getters = tuple(_field(f"group_by[{i}]", field_getter, path) for i, path in enumerate(paths))
+    return _Grouping(tuple(paths), getters)
+
+
+def _value(name: str, path: str, derive: Derive | None) -> _Value:
+    return _Value(path, _field(name, field_getter, path), derive)

@@ -1,0 +1,135 @@
+"""Judging stateful detectors through the state store: the asynchronous half of `threshold` and
+`first_seen` (detectors/stateful.py compiles them and turns matching events into observations).
+
+The engine stays synchronous: a stateful detector that matches leaves a `Pending` in the outcome, and the
+pipeline hands a message's pending checks here, in event order, before it delivers. Every decision is
+made with the store's atomic operations, so N tasks on one shared store decide as one task would.
+
+Idempotent: an SQS redelivery of an event (same eventID) never counts twice, and the event that made a
+detector alert makes it alert again when redelivered (the pipeline's dedupe then drops the alert if it was
+delivered): a delivery that failed is retried instead of lost.
+
+- threshold: each eventID is counted once per window (a claim); a distinct count is a set of values. The
+  first event to reach the threshold is recorded as the window's one alert (a set holding one eventID).
+- first_seen: the group's values are a set whose members expire `expiry` after they were last seen. A
+  value added to an empty set starts the group's learning period; a new value after it alerts, and its
+  eventID is recorded so that a redelivery of that event alerts again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from kvs_sentinel.alerts import Alert, build_alert
+from kvs_sentinel.detectors.stateful import FirstSeenRule, Observation, ThresholdRule
+from kvs_sentinel.engine import Pending
+from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.stats import RunStats
+
+_NO_EVENT_ID = "(no eventID)"
+
+
+class StatefulJudge:
+    """Decides, through `store`, which pending stateful checks alert. With `learn`, every event is
+    remembered and counted as usual but nothing alerts (`replay --learn`: a baseline from history)."""
+
+    def __init__(self, store: StateStore, stats: RunStats, *, learn: bool = False) -> None:
+        self.store = store
+        self.stats = stats
+        self.learn = learn
+
+    async def judge(self, pending: Sequence[Pending]) -> list[Alert]:
+        """The alerts the pending checks give, in order; StateError when the store fails (the caller
+        retries the message: a stateful detector is never skipped on a guess)."""
+        alerts: list[Alert] = []
+        for item in pending:
+            detector = item.plan.detector
+            rule = detector.stateful
+            if isinstance(rule, ThresholdRule):
+                details = await self._threshold(detector.id, rule, item.observation)
+            elif isinstance(rule, FirstSeenRule):
+                details = await self._first_seen(detector.id, rule, item.observation)
+            else:
+                continue
+            if details is None or self.learn:
+                continue
+            severity, because = item.plan.severity_for(item.event)
+            alert = build_alert(detector, item.event, severity, because)
+            alerts.append(msgspec.structs.replace(alert, details={**alert.details, **details}))
+            self.stats.alerts_by_detector[detector.id] += 1
+        return alerts
+
+    async def _threshold(
+        self, detector: str, rule: ThresholdRule, seen: Observation
+    ) -> dict[str, Any] | None:
+        store, at = self.store, seen.at
+        start = rule.window_start(at)
+        window = f"threshold/{detector}/{rule.window:g}/{seen.group}/{start:.0f}"
+        # every key of the window lives at least until the window ends: `at` is inside it
+        if rule.distinct is None:
+            counted = seen.event_id is None or await store.claim(
+                f"{window}/seen/{seen.event_id}", now=at, ttl=rule.window
+            )
+            total = await store.count(f"{window}/count", 1 if counted else 0, now=at, ttl=rule.window)
+        else:
+            assert seen.value is not None  # observe() gives a value to a distinct count
+            distinct = f"{window}/distinct"
+            added = await store.remember(distinct, seen.value, now=at, ttl=rule.window, limit=rule.count)
+            total = added.size
+        if total < rule.count or not await self._alerts_for(f"{window}/alert", seen, rule.window):
+            return None
+        details: dict[str, Any] = {
+            "group": seen.shown_group,
+            "count": total,
+            "threshold": rule.count,
+            "window_seconds": rule.window,
+            "window_start": _iso(start),
+        }
+        if rule.distinct is not None:
+            details["distinct"] = rule.distinct.described
+            details["values"] = sorted(await store.members(f"{window}/distinct", now=at))
+        return details
+
+    async def _first_seen(
+        self, detector: str, rule: FirstSeenRule, seen: Observation
+    ) -> dict[str, Any] | None:
+        store, at = self.store, seen.at
+        assert seen.value is not None  # observe() gives first_seen a value
+        group = f"first_seen/{detector}/{seen.group}"
+        values = await store.remember(
+            f"{group}/values", seen.value, now=at, ttl=rule.expiry, limit=rule.max_values
+        )
+        novel = f"{group}/alerted/{seen.value}"
+        if values.full:
+            return None  # more values than max_values are live: nothing new can be told from the rest
+        if not values.new:
+            # a redelivery of the event that alerted alerts again; any other known value is quiet
+            if seen.event_id is None or seen.event_id not in await store.members(novel, now=at):
+                return None
+        elif values.size == 1:
+            await store.claim(f"{group}/learning", now=at, ttl=rule.learning)
+            return None  # the group's first value: it starts learning
+        elif await store.is_claimed(f"{group}/learning", now=at):
+            return None
+        elif not self.learn:
+            await self._alerts_for(novel, seen, rule.expiry)
+        return {
+            "group": seen.shown_group,
+            "first_seen": seen.value,
+            "field": rule.value.described,
+            "known_values": values.size - 1 if values.new else values.size,
+        }
+
+    async def _alerts_for(self, key: str, seen: Observation, ttl: float) -> bool:
+        """Whether this event is the one that alerts for `key`: the first to ask, or that one again."""
+        member = seen.event_id or _NO_EVENT_ID
+        recorded = await self.store.remember(key, member, now=seen.at, ttl=ttl, limit=1)
+        return not recorded.full and (seen.event_id is not None or recorded.new)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,376 @@
+"""Stateful detectors (`threshold`, `first_seen`) judged on event time through every state backend, and
+the pipeline around them: idempotent under redelivery, never acked when the store fails."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kvs_sentinel.alerts import Alert
+from kvs_sentinel.app import stateful_judge
+from kvs_sentinel.config import LoadedConfig, load_config
+from kvs_sentinel.engine import Engine, Processor
+from kvs_sentinel.envelopes import Document
+from kvs_sentinel.errors import ConfigError
+from kvs_sentinel.events import Location
+from kvs_sentinel.pipeline import Pipeline
+from kvs_sentinel.routing import Dispatcher
+from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.state.registry import open_store
+from kvs_sentinel.state.sqlite import SqliteStore
+from kvs_sentinel.stateful import StatefulJudge
+from kvs_sentinel.stats import RunStats
+from kvs_sentinel.testing import FakeMessage, ListSource, RecordingSink
+from tests.aws_fixtures import moto_server
+from tests.support.logging_reset import fresh_logging
+from tests.support.state_tables import TABLE, make_table
+
+__all__ = ["fresh_logging", "moto_server"]
+
+PRODUCER = "arn:aws:sts::111122223333:assumed-role/kvs-producer-cam1/cam1"
+OTHER = "arn:aws:sts::111122223333:assumed-role/kvs-producer-cam2/cam2"
+MINUTE, HOUR, DAY = 60, 3600, 86400
+START = 1_767_225_600  # 2026-01-01T00:00:00Z: an hour boundary, so windows start here
+
+
+def call(
+    n: int,
+    at: float,
+    *,
+    ip: str = "198.51.100.7",
+    principal: str = PRODUCER,
+    name: str = "PutMedia",
+    error: str | None = None,
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "eventVersion": "1.08",
+        "eventSource": "kinesisvideo.amazonaws.com",
+        "eventName": name,
+        "eventID": f"00000000-0000-4000-8000-{n:012d}",
+        "eventTime": _iso(at),
+        "awsRegion": "eu-west-1",
+        "recipientAccountId": "111122223333",
+        "sourceIPAddress": ip,
+        "userIdentity": {"type": "AssumedRole", "arn": principal, "accessKeyId": "ASIAEXAMPLE"},
+        "requestParameters": {"streamName": "front-door"},
+    }
+    if error:
+        record["errorCode"] = error
+    return record
+
+
+def _iso(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def detector(**stateful: Any) -> dict[str, Any]:
+    return {
+        "id": "memory-test",
+        "title": "A stateful detector",
+        "severity": "medium",
+        "description": "a detector used by the tests",
+        "remediation": "do the right thing instead",
+        "match": {"eventSource": "kinesisvideo.amazonaws.com"},
+        **stateful,
+    }
+
+
+DENIED_BURST = detector(
+    match={"eventSource": "kinesisvideo.amazonaws.com", "errorCode": {"glob": "AccessDenied*"}},
+    threshold={"count": 3, "window": "10m", "group_by": ["userIdentity.arn"]},
+)
+MANY_NETWORKS = detector(
+    threshold={
+        "count": 3,
+        "window": "1h",
+        "group_by": ["userIdentity.accessKeyId"],
+        "distinct": "sourceIPAddress",
+        "derive": "network",
+    }
+)
+NEW_NETWORK = detector(
+    first_seen={
+        "value": "sourceIPAddress",
+        "derive": "network",
+        "group_by": ["userIdentity.arn"],
+        "learning": "1d",
+        "expiry": "30d",
+    }
+)
+
+
+def load(tmp_path: Path, *detectors: dict[str, Any]) -> LoadedConfig:
+    (tmp_path / "pack.yaml").write_text(yaml.safe_dump({"detectors": list(detectors)}))
+    (tmp_path / "sentinel.yaml").write_text(yaml.safe_dump({"packs": ["pack.yaml"]}))
+    return load_config(tmp_path / "sentinel.yaml")
+
+
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
+    if request.param == "memory":
+        url = "memory"
+    elif request.param == "sqlite":
+        url = f"sqlite:{tmp_path / 'state.db'}"
+    else:
+        request.getfixturevalue("moto_server")
+        await make_table()
+        url = f"dynamodb:{TABLE}"
+    opened = await open_store(url)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+class Judged:
+    """Events through the engine and the judge, one at a time, as the pipeline would."""
+
+    def __init__(self, loaded: LoadedConfig, store: StateStore, learn: bool = False) -> None:
+        self.stats = RunStats()
+        self.processor = Processor(Engine(loaded.detectors), self.stats)
+        self.judge = StatefulJudge(store, self.stats, learn=learn)
+
+    async def __call__(self, *records: dict[str, Any]) -> list[Alert]:
+        alerts: list[Alert] = []
+        for record in records:
+            outcome = self.processor.process(Document(json.dumps(record), Location("test")))
+            alerts += outcome.alerts + await self.judge.judge(outcome.pending)
+        return alerts
+
+
+# ---------------------------------------------------------------- threshold
+
+
+async def test_a_burst_of_denied_calls_alerts_once_per_principal_and_window(
+    tmp_path: Path, store: StateStore
+) -> None:
+    judged = Judged(load(tmp_path, DENIED_BURST), store)
+    assert await judged(call(1, START, error="AccessDenied"), call(2, START + 60, error="AccessDenied")) == []
+    assert await judged(call(3, START + 120)) == []  # not denied: not matched, not counted
+    crossing = await judged(call(4, START + 180, error="AccessDeniedException"))
+    assert [alert.event_id for alert in crossing] == [call(4, 0)["eventID"]]
+    assert crossing[0].details["count"] == 3
+    assert crossing[0].details["window_start"] == "2026-01-01T00:00:00Z"
+    assert await judged(call(5, START + 240, error="AccessDenied")) == []  # one alert per window
+    other = [call(10 + i, START + 300, error="AccessDenied", principal=OTHER) for i in range(2)]
+    assert await judged(*other) == []  # counted apart from the first principal
+    next_window = [call(20 + i, START + 10 * MINUTE + i, error="AccessDenied") for i in range(3)]
+    assert len(await judged(*next_window)) == 1
+
+
+async def test_a_redelivered_event_is_counted_once(tmp_path: Path, store: StateStore) -> None:
+    judged = Judged(load(tmp_path, DENIED_BURST), store)
+    same = call(1, START, error="AccessDenied")
+    assert await judged(same, same, same, same) == []
+    assert (
+        len(await judged(call(2, START + 1, error="AccessDenied"), call(3, START + 2, error="AccessDenied")))
+        == 1
+    )
+
+
+async def test_a_redelivery_of_the_crossing_event_alerts_again_and_no_other_does(
+    tmp_path: Path, store: StateStore
+) -> None:
+    # the first delivery of its alert may have failed: the pipeline's dedupe drops it if it did not
+    judged = Judged(load(tmp_path, DENIED_BURST), store)
+    events = [call(i, START + i, error="AccessDenied") for i in range(1, 5)]
+    assert len(await judged(*events)) == 1
+    assert [a.event_id for a in await judged(events[2])] == [events[2]["eventID"]]
+    assert await judged(events[0], events[3]) == []
+
+
+async def test_late_events_count_in_the_window_of_their_own_time(tmp_path: Path, store: StateStore) -> None:
+    judged = Judged(load(tmp_path, DENIED_BURST), store)
+    assert await judged(call(1, START + 11 * MINUTE, error="AccessDenied")) == []
+    late = [call(2, START + 1, error="AccessDenied"), call(3, START + 2, error="AccessDenied")]
+    assert await judged(*late) == []  # 2 in the first window, 1 in the second
+    alerts = await judged(call(4, START + 3, error="AccessDenied"))
+    assert alerts[0].details["window_start"] == "2026-01-01T00:00:00Z"
+
+
+async def test_a_distinct_count_of_networks_alerts_at_the_third_network(
+    tmp_path: Path, store: StateStore
+) -> None:
+    judged = Judged(load(tmp_path, MANY_NETWORKS), store)
+    same_24 = [call(1, START, ip="198.51.100.7"), call(2, START + 1, ip="198.51.100.99")]
+    assert await judged(*same_24, call(3, START + 2, ip="2001:db8:1:2::1")) == []
+    assert await judged(call(4, START + 3, ip="2001:db8:1:ffff::9")) == []  # the same /48
+    alerts = await judged(call(5, START + 4, ip="203.0.113.50"))
+    assert alerts[0].details["values"] == ["198.51.100.0/24", "2001:db8:1::/48", "203.0.113.0/24"]
+    assert await judged(call(6, START + 5, ip="192.0.2.1")) == []
+    assert len(await judged(*(call(10 + i, START + HOUR + i, ip=f"10.{i}.0.1") for i in range(3)))) == 1
+
+
+# ---------------------------------------------------------------- first_seen
+
+
+async def test_a_new_network_alerts_only_after_the_learning_period(tmp_path: Path, store: StateStore) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), store)
+    learning = [
+        call(1, START, ip="198.51.100.7"),
+        call(2, START + HOUR, ip="203.0.113.9"),  # new, but the producer is still learning
+    ]
+    assert await judged(*learning) == []
+    assert await judged(call(3, START + 2 * DAY, ip="203.0.113.200")) == []  # learnt: same /24
+    alerts = await judged(call(4, START + 2 * DAY + 1, ip="192.0.2.1"))
+    assert alerts[0].details == {
+        "group": f"userIdentity.arn={PRODUCER}",
+        "first_seen": "192.0.2.0/24",
+        "field": "sourceIPAddress (network)",
+        "known_values": 2,
+    }
+    assert await judged(call(5, START + 2 * DAY + 2, ip="192.0.2.77")) == []  # now known
+    assert await judged(call(6, START + 2 * DAY + 3, ip="192.0.2.1", principal=OTHER)) == []  # new producer
+
+
+async def test_a_redelivery_of_the_first_seen_event_alerts_again(tmp_path: Path, store: StateStore) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), store)
+    await judged(call(1, START))
+    novel = call(2, START + 2 * DAY, ip="192.0.2.1")
+    assert len(await judged(novel)) == 1
+    assert len(await judged(novel)) == 1
+    assert await judged(call(3, START + 2 * DAY + 1, ip="192.0.2.1")) == []
+
+
+async def test_a_network_unseen_past_the_expiry_is_new_again(tmp_path: Path, store: StateStore) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), store)
+    await judged(call(1, START), call(2, START + HOUR, ip="192.0.2.1"))
+    for day in range(2, 40, 5):  # the first network stays in use, the second is forgotten
+        assert await judged(call(10 + day, START + day * DAY)) == []
+    assert len(await judged(call(99, START + 41 * DAY, ip="192.0.2.1"))) == 1
+
+
+async def test_learn_mode_remembers_without_alerting(tmp_path: Path, store: StateStore) -> None:
+    loaded = load(tmp_path, NEW_NETWORK)
+    learner = Judged(loaded, store, learn=True)
+    assert await learner(call(1, START), call(2, START + 2 * DAY, ip="192.0.2.1")) == []
+    live = Judged(loaded, store)
+    assert await live(call(3, START + 3 * DAY, ip="192.0.2.9")) == []  # learnt from history
+    assert len(await live(call(4, START + 3 * DAY, ip="203.0.113.1"))) == 1
+
+
+async def test_an_event_without_a_readable_time_is_reported_not_skipped(tmp_path: Path) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), await open_store("memory"))
+    alerts = await judged({**call(1, START), "eventTime": "yesterday"})
+    assert [alert.detector_failed for alert in alerts] == [True]
+    assert "eventTime 'yesterday'" in alerts[0].details["detector_error"]
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("stateful", "expected"),
+    [
+        (
+            {"threshold": {"count": 3, "window": "ten minutes", "group_by": ["userIdentity.arn"]}},
+            "detectors[0] (memory-test).threshold: window: 'ten minutes' is not a duration",
+        ),
+        (
+            {"threshold": {"count": 3, "window": 60, "group_by": ["useridentity.arn"]}},
+            "detectors[0] (memory-test).threshold: group_by[0]: 'useridentity' is not a CloudTrail",
+        ),
+        (
+            {"threshold": {"count": 3, "window": 60, "group_by": ["eventSource"], "derive": "network"}},
+            "threshold: derive: applies to the distinct field, and there is none",
+        ),
+        (
+            {
+                "threshold": {"count": 3, "window": 60, "group_by": ["eventSource"]},
+                "first_seen": {
+                    "value": "sourceIPAddress",
+                    "group_by": ["eventSource"],
+                    "learning": 1,
+                    "expiry": 2,
+                },
+            },
+            "detectors[0] (memory-test): threshold and first_seen exclude each other",
+        ),
+        (
+            {
+                "first_seen": {
+                    "value": "sourceIPAddres",
+                    "group_by": ["eventSource"],
+                    "learning": "1d",
+                    "expiry": "0",
+                }
+            },
+            "detectors[0] (memory-test).first_seen: value: 'sourceIPAddres' is not a CloudTrail record field",
+        ),
+        (
+            {
+                "first_seen": {
+                    "value": "sourceIPAddress",
+                    "group_by": ["eventSource"],
+                    "learning": "1d",
+                    "expiry": "0d",
+                }
+            },
+            "first_seen: expiry: '0d' is not a positive duration",
+        ),
+    ],
+)
+def test_a_bad_stateful_condition_is_one_line_naming_detector_and_field(
+    tmp_path: Path, stateful: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, detector(**stateful))
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_pack_without_stateful_detectors_needs_no_store(tmp_path: Path) -> None:
+    assert stateful_judge(load(tmp_path, detector()), RunStats(), None) is None
+    assert stateful_judge(load(tmp_path, NEW_NETWORK), RunStats(), None) is not None
+
+
+# ---------------------------------------------------------------- the pipeline
+
+
+def message(name: str, *records: dict[str, Any]) -> FakeMessage:
+    return FakeMessage(name, [Document(json.dumps({"Records": list(records)}), Location(name))])
+
+
+async def test_a_message_whose_store_fails_is_retried_never_acked(tmp_path: Path) -> None:
+    loaded = load(tmp_path, DENIED_BURST)
+    store = SqliteStore(tmp_path / "state.db")
+    await store.aclose()  # every operation now fails
+    stats = RunStats()
+    sink = RecordingSink("slack")
+    msg = message("m1", call(1, START, error="AccessDenied"))
+    pipeline = Pipeline(
+        ListSource([msg]),
+        Processor(Engine(loaded.detectors), stats),
+        Dispatcher.broadcast([sink]),
+        judge=StatefulJudge(store, stats),
+    )
+    await pipeline.handle(msg)
+    assert not msg.acked
+    assert len(msg.retries) == 1
+    assert "sqlite:" in msg.retries[0]
+    assert pipeline.counts.messages_failed == 1
+
+
+async def test_the_pipeline_judges_a_message_s_pending_checks_before_delivery(tmp_path: Path) -> None:
+    loaded = load(tmp_path, DENIED_BURST)
+    stats = RunStats()
+    sink = RecordingSink("slack")
+    burst = [call(i, START + i, error="AccessDenied") for i in range(1, 5)]
+    messages = [message("m1", *burst[:2]), message("m2", *burst[2:])]
+    pipeline = Pipeline(
+        ListSource(messages),
+        Processor(Engine(loaded.detectors), stats),
+        Dispatcher.broadcast([sink]),
+        judge=stateful_judge(loaded, stats, None),
+    )
+    await pipeline.run()
+    assert all(msg.acked for msg in messages)
+    assert [alert.event_id for alert in sink.alerts] == [burst[2]["eventID"]]
+    assert stats.alerts_by_detector["memory-test"] == 1
