@@ -106,5 +106,9 @@ def run_pipeline(
         dedupe=dedupe,
         metrics=metrics,
         log_alerts=True,
-        judge=stateful_judge(loaded, stats, dedupe.store),
+        # a shared store holds both; one task's memory keeps them apart, so that at its bound the dedupe's
+        # wall-clock keys and the detectors' event-time keys do not evict each other
+        judge=stateful_judge(
+            loaded, stats, MemoryStore() if isinstance(dedupe.store, MemoryStore) else dedupe.store
+        ),
     )

@@ -32,6 +32,7 @@ from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sources.base import Message, Source
 from kvs_sentinel.state.base import StateError
+from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.stateful import StatefulJudge
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ class Pipeline:
         self.dedupe = dedupe
         self.metrics = metrics
         self.log_alerts = log_alerts  # one log line per alert sent (run); replay writes alerts instead
-        self.judge = judge  # stateful detectors: None only when none is loaded
+        # what stateful detectors remember: given by the composition root, else one run's memory
+        self.judge = judge or StatefulJudge(MemoryStore(), processor.stats)
         self.counts = PipelineCounts()
 
     @property
@@ -165,8 +167,6 @@ class Pipeline:
         """The pending stateful checks judged, then every alert to the sinks it is routed to; raises
         StateError when the store fails, DeliveryError unless every sink accepted every alert."""
         if outcome.pending:
-            if self.judge is None:
-                raise RuntimeError("stateful detectors are loaded but the pipeline was given no store")
             outcome.alerts.extend(await self.judge.judge(outcome.pending))
             outcome.pending.clear()
         alerts = outcome.alerts

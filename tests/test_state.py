@@ -158,3 +158,10 @@ async def test_adding_nothing_reads_the_total_unchanged(store: StateStore) -> No
     await store.count("denied/p/w2", 2, now=NOW, ttl=600)
     assert await store.count("denied/p/w2", 0, now=NOW + 1, ttl=600) == 2
     assert await store.count("denied/p/w2", 1, now=NOW + 2, ttl=600) == 3
+
+
+async def test_a_claim_holds_for_a_late_caller_after_a_later_one(store: StateStore) -> None:
+    # event time runs out of order: a claim made at a later event's time must not drop an earlier one
+    assert await store.claim("learning/p1", now=NOW, ttl=60)
+    assert await store.claim("learning/p2", now=NOW + 3600, ttl=60)
+    assert await store.is_claimed("learning/p1", now=NOW + 30)

@@ -48,6 +48,8 @@ class EscalationSpec(_Strict):
 
 
 Duration = int | float | str  # seconds, or text such as 10m, 1h, 30d
+# A field path, or a list of them: the first one the event has (a stream is named by ARN or by name).
+FieldChoice = str | list[str]
 
 
 class ThresholdSpec(_Strict):
@@ -55,8 +57,10 @@ class ThresholdSpec(_Strict):
 
     count: int = Field(ge=1)
     window: Duration
-    group_by: list[str] = Field(min_length=1)
-    distinct: str | None = Field(default=None, description="count distinct values of this field instead")
+    group_by: list[FieldChoice] = Field(min_length=1)
+    distinct: FieldChoice | None = Field(
+        default=None, description="count distinct values of this field instead"
+    )
     derive: Literal["network"] | None = Field(
         default=None, description="network: the /24 (IPv4) or /48 (IPv6) of the distinct value"
     )
@@ -65,9 +69,9 @@ class ThresholdSpec(_Strict):
 class FirstSeenSpec(_Strict):
     """A value new for its group, once the group has been learning for `learning`."""
 
-    value: str
+    value: FieldChoice
     derive: Literal["network"] | None = None
-    group_by: list[str] = Field(min_length=1)
+    group_by: list[FieldChoice] = Field(min_length=1)
     learning: Duration
     expiry: Duration = Field(description="a value unseen this long is forgotten")
     max_values: int = Field(default=1000, ge=1, le=10_000)

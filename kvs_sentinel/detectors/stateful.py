@@ -85,35 +85,57 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
-class _Grouping:
+class _Field:
+    """A field path, or several: the first the event has a plain value for."""
+
     paths: tuple[str, ...]
     getters: tuple[Getter, ...]
 
-    def key(self, event: Event) -> tuple[str, str] | None:
-        values = []
+    @property
+    def path(self) -> str:
+        return " or ".join(self.paths)
+
+    def of(self, event: Event) -> str | None:
         for getter in self.getters:
             value = getter(event)
-            if value is None or value == "" or isinstance(value, dict | list):
+            if value is not None and value != "" and not isinstance(value, dict | list):
+                return str(value)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Grouping:
+    fields: tuple[_Field, ...]
+
+    def key(self, event: Event) -> tuple[str, str] | None:
+        values = []
+        for field in self.fields:
+            value = field.of(event)
+            if value is None:
                 return None  # a group without its key cannot be told apart from others: not judged
-            values.append(str(value))
-        return json.dumps(values), ", ".join(f"{p}={v}" for p, v in zip(self.paths, values, strict=True))
+            values.append(value)
+        shown = ", ".join(f"{f.path}={v}" for f, v in zip(self.fields, values, strict=True))
+        return json.dumps(values), shown
 
 
 @dataclass(frozen=True, slots=True)
 class _Value:
-    path: str
-    getter: Getter
+    field: _Field
     derive: Derive | None
+
+    @property
+    def path(self) -> str:
+        return self.field.path
 
     @property
     def described(self) -> str:
         return self.path + (f" ({self.derive})" if self.derive else "")
 
     def of(self, event: Event) -> str | None:
-        value = self.getter(event)
-        if value is None or value == "" or isinstance(value, dict | list):
+        value = self.field.of(event)
+        if value is None:
             return None
-        return network_of(value) if self.derive == "network" else str(value)
+        return network_of(value) if self.derive == "network" else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +222,16 @@ def _field(name: str, compile_one: Any, value: Any) -> Any:
         raise ValueError(f"{name}: {exc}") from None
 
 
-def _grouping(paths: Sequence[str]) -> _Grouping:
-    getters = tuple(_field(f"group_by[{i}]", field_getter, path) for i, path in enumerate(paths))
-    return _Grouping(tuple(paths), getters)
+def _grouping(choices: Sequence[str | list[str]]) -> _Grouping:
+    return _Grouping(tuple(_choice(f"group_by[{i}]", choice) for i, choice in enumerate(choices)))
 
 
-def _value(name: str, path: str, derive: Derive | None) -> _Value:
-    return _Value(path, _field(name, field_getter, path), derive)
+def _value(name: str, choice: str | list[str], derive: Derive | None) -> _Value:
+    return _Value(_choice(name, choice), derive)
+
+
+def _choice(name: str, choice: str | list[str]) -> _Field:
+    paths = (choice,) if isinstance(choice, str) else tuple(choice)
+    if not paths:
+        raise ValueError(f"{name}: an empty list of field paths")
+    return _Field(paths, tuple(_field(name, field_getter, path) for path in paths))
