@@ -34,6 +34,8 @@ from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sinks.stdout import JsonLinesSink
 from kvs_sentinel.sources.local import FileSource
 from kvs_sentinel.startup_signals import exit_cleanly_on_stop_signals, stoppable
+from kvs_sentinel.state.base import StateError
+from kvs_sentinel.state.registry import check_state_url, open_store
 from kvs_sentinel.stats import RunStats
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -87,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--summary-json", type=Path, help="also write the closing summary as JSON to this file"
     )
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    replay.add_argument(
+        "--state",
+        default="memory",
+        metavar="URL",
+        help="what stateful detectors remember: memory (forgotten at exit), sqlite:PATH or dynamodb:TABLE",
+    )
+    replay.add_argument(
+        "--learn",
+        action="store_true",
+        help="stateful detectors remember the replay in --state but give no alert (a baseline for run)",
+    )
     replay.add_argument(
         "--deliver",
         action="store_true",
@@ -283,6 +296,12 @@ class _NoProgress:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """-o and --summary-json before the replay: a bad path is known now, not after the work is done."""
+    try:
+        check_state_url(args.state)
+    except ValueError as exc:
+        raise UsageError(f"--state: {exc}") from None
+    if args.learn and args.state == "memory":
+        raise UsageError("--learn needs --state sqlite:PATH or dynamodb:TABLE: memory is forgotten at exit")
     if args.output and args.output != "-":
         check_writable(Path(args.output), "--output")
     if args.summary_json:
@@ -304,12 +323,21 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     except (DeliveryError, ConfigError) as exc:
         print(f"kvs-sentinel: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    pipeline = replay_pipeline(loaded, source, stats, dispatcher)
+    try:
+        state = await open_store(args.state)
+    except StateError as exc:
+        await dispatcher.aclose()
+        print(f"kvs-sentinel: --state: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    pipeline = replay_pipeline(loaded, source, stats, dispatcher, state=state, learn=args.learn)
     try:
         counts = await pipeline.run()
     finally:
         progress.close()
         await dispatcher.aclose()
+        await state.aclose()
+    if args.learn:
+        print(f"learnt into {args.state}; stateful detectors gave no alert (--learn)", file=sys.stderr)
     print(stats.render(), file=sys.stderr)
     if args.deliver:
         print(dispatcher.render_totals(), file=sys.stderr)
