@@ -31,16 +31,29 @@ from kvs_sentinel.state.base import StateStore
 from kvs_sentinel.stats import RunStats
 
 _NO_EVENT_ID = "(no eventID)"
+DEFAULT_CACHE_SIZE = 200_000
 
 
 class StatefulJudge:
     """Decides, through `store`, which pending stateful checks alert. With `learn`, every event is
-    remembered and counted as usual but nothing alerts (`replay --learn`: a baseline from history)."""
+    remembered and counted as usual but nothing alerts (`replay --learn`: a baseline from history).
 
-    def __init__(self, store: StateStore, stats: RunStats, *, learn: bool = False) -> None:
+    A local cache spares the store the common case, a value already known: once the store said a value
+    is in a group's baseline (or a window's distinct set), the same value is judged here, with no store
+    call, until a tenth of its expiry has passed (then one call refreshes its expiry) or for the rest of
+    its window. The cache also holds the eventIDs that alerted for the value, read from the store when it
+    was cached, so a redelivery of an alerting event still alerts again, whichever task alerted first.
+    """
+
+    def __init__(
+        self, store: StateStore, stats: RunStats, *, learn: bool = False, cache_size: int = DEFAULT_CACHE_SIZE
+    ) -> None:
         self.store = store
         self.stats = stats
         self.learn = learn
+        self.cache_size = cache_size
+        # store key of a value → (event time the store last confirmed it, eventIDs that alerted for it)
+        self._known: dict[str, tuple[float, frozenset[str]]] = {}
 
     async def judge(self, pending: Sequence[Pending]) -> list[Alert]:
         """The alerts the pending checks give, in order; StateError when the store fails (the caller
@@ -69,19 +82,35 @@ class StatefulJudge:
         store, at = self.store, seen.at
         start = rule.window_start(at)
         window = f"threshold/{detector}/{rule.window:g}/{seen.group}/{start:.0f}"
+        alert_key = f"{window}/alert"
         # every key of the window lives at least until the window ends: `at` is inside it
         if rule.distinct is None:
             counted = seen.event_id is None or await store.claim(
                 f"{window}/seen/{seen.event_id}", now=at, ttl=rule.window
             )
             total = await store.count(f"{window}/count", 1 if counted else 0, now=at, ttl=rule.window)
+            if total < rule.count or not await self._alerts_for(alert_key, seen, rule.window):
+                return None
         else:
             assert seen.value is not None  # observe() gives a value to a distinct count
             distinct = f"{window}/distinct"
+            cached = f"{distinct}\x1f{seen.value}"
+            known = self._known.get(cached)
+            if known is not None and seen.event_id not in known[1]:
+                return None  # known in this window, and not the event that alerted
             added = await store.remember(distinct, seen.value, now=at, ttl=rule.window, limit=rule.count)
             total = added.size
-        if total < rule.count or not await self._alerts_for(f"{window}/alert", seen, rule.window):
-            return None
+            if added.new:
+                # only the value that makes the count is the one that alerts
+                alerted = total >= rule.count and await self._alerts_for(alert_key, seen, rule.window)
+                self._cache(cached, at, frozenset([seen.event_id or ""]) if alerted else frozenset())
+                if not alerted:
+                    return None
+            else:
+                alerted_by = await store.members(alert_key, now=at) if total >= rule.count else frozenset()
+                self._cache(cached, at, alerted_by)
+                if seen.event_id not in alerted_by:
+                    return None
         details: dict[str, Any] = {
             "group": seen.shown_group,
             "count": total,
@@ -100,6 +129,10 @@ class StatefulJudge:
         store, at = self.store, seen.at
         assert seen.value is not None  # observe() gives first_seen a value
         group = f"first_seen/{detector}/{seen.group}"
+        cached = f"{group}\x1f{seen.value}"
+        known = self._known.get(cached)
+        if known is not None and abs(at - known[0]) < rule.expiry / 10 and seen.event_id not in known[1]:
+            return None  # known, confirmed by the store lately, and not the event that alerted
         values = await store.remember(
             f"{group}/values", seen.value, now=at, ttl=rule.expiry, limit=rule.max_values
         )
@@ -108,15 +141,20 @@ class StatefulJudge:
             return None  # more values than max_values are live: nothing new can be told from the rest
         if not values.new:
             # a redelivery of the event that alerted alerts again; any other known value is quiet
-            if seen.event_id is None or seen.event_id not in await store.members(novel, now=at):
+            alerted_by = await store.members(novel, now=at)
+            self._cache(cached, at, alerted_by)
+            if seen.event_id not in alerted_by:
                 return None
-        elif values.size == 1:
-            await store.claim(f"{group}/learning", now=at, ttl=rule.learning)
-            return None  # the group's first value: it starts learning
-        elif await store.is_claimed(f"{group}/learning", now=at):
+        elif values.size == 1 or await store.is_claimed(f"{group}/learning", now=at):
+            if values.size == 1:
+                await store.claim(f"{group}/learning", now=at, ttl=rule.learning)  # the group starts learning
+            self._cache(cached, at, frozenset())
             return None
-        elif not self.learn:
+        elif self.learn:
+            self._cache(cached, at, frozenset())
+        else:
             await self._alerts_for(novel, seen, rule.expiry)
+            self._cache(cached, at, frozenset([seen.event_id or ""]))
         return {
             "group": seen.shown_group,
             "first_seen": seen.value,
@@ -129,6 +167,11 @@ class StatefulJudge:
         member = seen.event_id or _NO_EVENT_ID
         recorded = await self.store.remember(key, member, now=seen.at, ttl=ttl, limit=1)
         return not recorded.full and (seen.event_id is not None or recorded.new)
+
+    def _cache(self, key: str, at: float, alerted_by: frozenset[str]) -> None:
+        if len(self._known) >= self.cache_size:
+            self._known.clear()  # simplest bound: the store answers again, and the cache fills up anew
+        self._known[key] = (at, alerted_by)
 
 
 def _iso(epoch: float) -> str:

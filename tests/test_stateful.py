@@ -20,7 +20,7 @@ from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import Location
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.routing import Dispatcher
-from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.state.base import StateError, StateStore
 from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
 from kvs_sentinel.stateful import StatefulJudge
@@ -87,22 +87,24 @@ DENIED_BURST = detector(
     threshold={"count": 3, "window": "10m", "group_by": ["userIdentity.arn"]},
 )
 MANY_NETWORKS = detector(
+    id="many-networks",
     threshold={
         "count": 3,
         "window": "1h",
         "group_by": ["userIdentity.accessKeyId"],
         "distinct": "sourceIPAddress",
         "derive": "network",
-    }
+    },
 )
 NEW_NETWORK = detector(
+    id="memory-test",
     first_seen={
         "value": "sourceIPAddress",
         "derive": "network",
         "group_by": ["userIdentity.arn"],
         "learning": "1d",
         "expiry": "30d",
-    }
+    },
 )
 
 
@@ -374,3 +376,39 @@ async def test_the_pipeline_judges_a_message_s_pending_checks_before_delivery(tm
     assert all(msg.acked for msg in messages)
     assert [alert.event_id for alert in sink.alerts] == [burst[2]["eventID"]]
     assert stats.alerts_by_detector["memory-test"] == 1
+
+
+# ---------------------------------------------------------------- the local cache, and several tasks
+
+
+async def test_a_known_value_is_judged_without_the_store(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    judged = Judged(load(tmp_path, NEW_NETWORK), store)
+    await judged(call(1, START), call(2, START + 2 * DAY))
+    await store.aclose()  # from here on, any store call fails
+    assert await judged(call(3, START + 2 * DAY + 60, ip="198.51.100.99")) == []  # known: no call
+    with pytest.raises(StateError):
+        await judged(call(4, START + 2 * DAY + 60, ip="192.0.2.1"))  # new: the store must say
+
+
+async def test_tasks_sharing_a_store_alert_once_and_a_redelivery_alerts_wherever_it_lands(
+    tmp_path: Path, store: StateStore
+) -> None:
+    loaded = load(tmp_path, NEW_NETWORK, MANY_NETWORKS)
+    first, second = Judged(loaded, store), Judged(loaded, store)
+    await first(call(1, START))
+    novel = call(2, START + 2 * DAY, ip="192.0.2.1")
+    assert [a.detector for a in await first(novel)] == ["memory-test"]
+    assert await second(call(3, START + 2 * DAY + 1, ip="192.0.2.2")) == []  # known through the store
+    assert len(await second(novel)) == 1  # the redelivery lands on the other task: it alerts again
+
+
+async def test_a_distinct_count_split_between_tasks_alerts_once(tmp_path: Path, store: StateStore) -> None:
+    loaded = load(tmp_path, MANY_NETWORKS)
+    first, second = Judged(loaded, store), Judged(loaded, store)
+    assert await first(call(1, START, ip="198.51.100.1")) == []
+    assert await second(call(2, START + 1, ip="203.0.113.1")) == []
+    crossing = call(3, START + 2, ip="192.0.2.1")
+    assert len(await first(crossing)) == 1
+    assert await second(call(4, START + 3, ip="192.0.2.2"), call(5, START + 4, ip="10.0.0.1")) == []
+    assert len(await second(crossing)) == 1  # redelivered to the other task

@@ -12,6 +12,7 @@ are counted in the window of their own time, however late they come, as long as 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -44,10 +45,10 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-def network_of(value: Any) -> str:
+@functools.lru_cache(maxsize=65_536)  # a busy account's addresses repeat; parsing one costs microseconds
+def network_of(text: str) -> str:
     """The /24 (IPv4) or /48 (IPv6) network of an address; anything else (a service name such as
     `kinesisvideo.amazonaws.com`, `AWS Internal`) is its own network."""
-    text = str(value)
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -74,17 +75,6 @@ def _refuse(text: Any) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class Observation:
-    """What a matching event says to a stateful rule, before the store is asked."""
-
-    at: float  # event time, epoch seconds
-    event_id: str | None
-    group: str  # the group's values as canonical text: part of every store key
-    shown_group: str  # the same for people
-    value: str | None  # the distinct or first-seen value (after derivation); None for a plain count
-
-
-@dataclass(frozen=True, slots=True)
 class _Field:
     """A field path, or several: the first the event has a plain value for."""
 
@@ -98,8 +88,11 @@ class _Field:
     def of(self, event: Event) -> str | None:
         for getter in self.getters:
             value = getter(event)
-            if value is not None and value != "" and not isinstance(value, dict | list):
-                return str(value)
+            if type(value) is str:
+                if value:
+                    return value
+            elif value is not None and not isinstance(value, dict | list):
+                return str(value)  # a number: an account id written without quotes
         return None
 
 
@@ -107,15 +100,39 @@ class _Field:
 class _Grouping:
     fields: tuple[_Field, ...]
 
-    def key(self, event: Event) -> tuple[str, str] | None:
+    def values(self, event: Event) -> tuple[str, ...] | None:
         values = []
         for field in self.fields:
             value = field.of(event)
             if value is None:
                 return None  # a group without its key cannot be told apart from others: not judged
             values.append(value)
-        shown = ", ".join(f"{f.path}={v}" for f, v in zip(self.fields, values, strict=True))
-        return json.dumps(values), shown
+        return tuple(values)
+
+    def observe(self, event: Event, value: str | None) -> Observation | None:
+        values = self.values(event)
+        if values is None:
+            return None
+        group = values[0] if len(values) == 1 else json.dumps(values)
+        return Observation(event_epoch(event), _event_id(event), group, value, self, values)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a matching event says to a stateful rule, before the store is asked."""
+
+    at: float  # event time, epoch seconds
+    event_id: str | None
+    group: str  # the group's values as canonical text: part of every store key
+    value: str | None  # the distinct or first-seen value (after derivation); None for a plain count
+    grouping: _Grouping
+    group_values: tuple[str, ...]
+
+    @property
+    def shown_group(self) -> str:
+        """The group for people (only alerts need it)."""
+        pairs = zip(self.grouping.fields, self.group_values, strict=True)
+        return ", ".join(f"{field.path}={value}" for field, value in pairs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,16 +165,12 @@ class ThresholdRule:
     distinct: _Value | None
 
     def observe(self, event: Event) -> Observation | None:
-        at = event_epoch(event)
-        key = self.grouping.key(event)
-        if key is None:
-            return None
         value = None
         if self.distinct is not None:
             value = self.distinct.of(event)
             if value is None:
                 return None
-        return Observation(at, _event_id(event), key[0], key[1], value)
+        return self.grouping.observe(event, value)
 
     def window_start(self, at: float) -> float:
         return at - at % self.window
@@ -177,12 +190,8 @@ class FirstSeenRule:
     max_values: int
 
     def observe(self, event: Event) -> Observation | None:
-        at = event_epoch(event)
-        key = self.grouping.key(event)
         value = self.value.of(event)
-        if key is None or value is None:
-            return None
-        return Observation(at, _event_id(event), key[0], key[1], value)
+        return None if value is None else self.grouping.observe(event, value)
 
 
 StatefulRule = ThresholdRule | FirstSeenRule
