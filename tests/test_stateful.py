@@ -14,6 +14,7 @@ import yaml
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.app import stateful_judge
 from kvs_sentinel.config import LoadedConfig, load_config
+from kvs_sentinel.dedupe import AlertDeduper
 from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import ConfigError
@@ -412,3 +413,27 @@ async def test_a_distinct_count_split_between_tasks_alerts_once(tmp_path: Path, 
     assert len(await first(crossing)) == 1
     assert await second(call(4, START + 3, ip="192.0.2.2"), call(5, START + 4, ip="10.0.0.1")) == []
     assert len(await second(crossing)) == 1  # redelivered to the other task
+
+
+async def test_a_failed_delivery_of_a_threshold_alert_is_retried_and_then_sent_once(tmp_path: Path) -> None:
+    loaded = load(tmp_path, DENIED_BURST)
+    store = await open_store(f"sqlite:{tmp_path / 'state.db'}")
+    stats = RunStats()
+    sink = RecordingSink("slack")
+    msg = message("m1", *(call(i, START + i, error="AccessDenied") for i in range(1, 4)))
+    pipeline = Pipeline(
+        ListSource([msg]),
+        Processor(Engine(loaded.detectors), stats),
+        Dispatcher.broadcast([sink]),
+        dedupe=AlertDeduper(store),
+        judge=StatefulJudge(store, stats),
+    )
+    sink.fail_next = 1
+    await pipeline.handle(msg)  # the threshold is crossed, the alert cannot be sent
+    assert not msg.acked
+    await pipeline.handle(msg)  # SQS redelivers: counted once, the crossing event alerts again
+    await pipeline.handle(msg)  # delivered before: the dedupe drops it
+    assert msg.acked
+    assert [alert.event_id for alert in sink.alerts] == [call(3, 0)["eventID"]]
+    assert pipeline.counts.alerts_deduplicated == 1
+    await store.aclose()
