@@ -61,7 +61,7 @@ class Engine:
         return alerts
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per matching event: a frozen dataclass is slower to build
 class Pending:
     """A stateful detector matched: whether it alerts is for the store to say (stateful.py)."""
 

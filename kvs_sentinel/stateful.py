@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from kvs_sentinel.alerts import Alert, build_alert
-from kvs_sentinel.detectors.stateful import FirstSeenRule, Observation, ThresholdRule
+from kvs_sentinel.detectors.stateful import FirstSeenRule, Observation, StatefulRule, ThresholdRule
 from kvs_sentinel.engine import Pending
 from kvs_sentinel.state.base import StateStore
 from kvs_sentinel.stats import RunStats
@@ -52,8 +52,9 @@ class StatefulJudge:
         self.stats = stats
         self.learn = learn
         self.cache_size = cache_size
-        # store key of a value → (event time the store last confirmed it, eventIDs that alerted for it)
-        self._known: dict[str, tuple[float, frozenset[str]]] = {}
+        # (detector, group, [window start,] value) → (event time the store last confirmed the value,
+        # eventIDs that alerted for it)
+        self._known: dict[tuple[object, ...], tuple[float, frozenset[str]]] = {}
 
     async def judge(self, pending: Sequence[Pending]) -> list[Alert]:
         """The alerts the pending checks give, in order; StateError when the store fails (the caller
@@ -62,6 +63,8 @@ class StatefulJudge:
         for item in pending:
             detector = item.plan.detector
             rule = detector.stateful
+            if self._quiet(detector.id, rule, item.observation):
+                continue  # the common case, decided without a coroutine or a store call
             if isinstance(rule, ThresholdRule):
                 details = await self._threshold(detector.id, rule, item.observation)
             elif isinstance(rule, FirstSeenRule):
@@ -94,10 +97,7 @@ class StatefulJudge:
         else:
             assert seen.value is not None  # observe() gives a value to a distinct count
             distinct = f"{window}/distinct"
-            cached = f"{distinct}\x1f{seen.value}"
-            known = self._known.get(cached)
-            if known is not None and seen.event_id not in known[1]:
-                return None  # known in this window, and not the event that alerted
+            cached = (detector, seen.group, start, seen.value)
             added = await store.remember(distinct, seen.value, now=at, ttl=rule.window, limit=rule.count)
             total = added.size
             if added.new:
@@ -129,10 +129,7 @@ class StatefulJudge:
         store, at = self.store, seen.at
         assert seen.value is not None  # observe() gives first_seen a value
         group = f"first_seen/{detector}/{seen.group}"
-        cached = f"{group}\x1f{seen.value}"
-        known = self._known.get(cached)
-        if known is not None and abs(at - known[0]) < rule.expiry / 10 and seen.event_id not in known[1]:
-            return None  # known, confirmed by the store lately, and not the event that alerted
+        cached = (detector, seen.group, seen.value)
         values = await store.remember(
             f"{group}/values", seen.value, now=at, ttl=rule.expiry, limit=rule.max_values
         )
@@ -168,7 +165,22 @@ class StatefulJudge:
         recorded = await self.store.remember(key, member, now=seen.at, ttl=ttl, limit=1)
         return not recorded.full and (seen.event_id is not None or recorded.new)
 
-    def _cache(self, key: str, at: float, alerted_by: frozenset[str]) -> None:
+    def _quiet(self, detector: str, rule: StatefulRule | None, seen: Observation) -> bool:
+        """Whether the cache knows the value, lately confirmed by the store, and this is not an event
+        that alerted for it: then the event can give no alert, and the store need not be asked."""
+        if type(rule) is FirstSeenRule:
+            known = self._known.get((detector, seen.group, seen.value))
+            return (
+                known is not None
+                and abs(seen.at - known[0]) < rule.expiry / 10
+                and seen.event_id not in known[1]
+            )
+        if type(rule) is ThresholdRule and rule.distinct is not None:
+            known = self._known.get((detector, seen.group, rule.window_start(seen.at), seen.value))
+            return known is not None and seen.event_id not in known[1]  # the window bounds it
+        return False
+
+    def _cache(self, key: tuple[object, ...], at: float, alerted_by: frozenset[str]) -> None:
         if len(self._known) >= self.cache_size:
             self._known.clear()  # simplest bound: the store answers again, and the cache fills up anew
         self._known[key] = (at, alerted_by)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from kvs_sentinel.events import Event, Getter, field_getter
+from kvs_sentinel.detectors.codegen import generate_getter
+from kvs_sentinel.events import Event, Getter
 
 Derive = Literal["network"]
 DERIVATIONS = ("network",)
@@ -59,13 +60,14 @@ def network_of(text: str) -> str:
 
 def event_epoch(event: Event) -> float:
     """The event's `eventTime` in epoch seconds; ValueError when it has none a stateful rule can use."""
-    return float(event.remember("stateful:event_time", _epoch))
-
-
-def _epoch(event: Event) -> float:
     text = event.doc.eventTime
+    return _epoch(text) if type(text) is str else _refuse(text)
+
+
+@functools.lru_cache(maxsize=4096)  # a busy account's events share their seconds
+def _epoch(text: str) -> float:
     try:
-        return datetime.fromisoformat(str(text)).timestamp() if isinstance(text, str) else _refuse(text)
+        return datetime.fromisoformat(text).timestamp()
     except ValueError:
         return _refuse(text)
 
@@ -117,7 +119,7 @@ class _Grouping:
         return Observation(event_epoch(event), _event_id(event), group, value, self, values)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slow to build, and this is built per event
 class Observation:
     """What a matching event says to a stateful rule, before the store is asked."""
 
@@ -243,4 +245,4 @@ def _choice(name: str, choice: str | list[str]) -> _Field:
     paths = (choice,) if isinstance(choice, str) else tuple(choice)
     if not paths:
         raise ValueError(f"{name}: an empty list of field paths")
-    return _Field(paths, tuple(_field(name, field_getter, path) for path in paths))
+    return _Field(paths, tuple(_field(name, generate_getter, path) for path in paths))
