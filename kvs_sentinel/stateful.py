@@ -55,29 +55,45 @@ class StatefulJudge:
         # (detector, group, [window start,] value) → (event time the store last confirmed the value,
         # eventIDs that alerted for it)
         self._known: dict[tuple[object, ...], tuple[float, frozenset[str]]] = {}
+        self._staged: dict[tuple[object, ...], tuple[float, frozenset[str]]] | None = None
 
     async def judge(self, pending: Sequence[Pending]) -> list[Alert]:
         """The alerts the pending checks give, in order; StateError when the store fails (the caller
         retries the message: a stateful detector is never skipped on a guess)."""
         alerts: list[Alert] = []
-        for item in pending:
-            detector = item.plan.detector
-            rule = detector.stateful
-            if self._quiet(detector.id, rule, item.observation):
-                continue  # the common case, decided without a coroutine or a store call
-            if isinstance(rule, ThresholdRule):
-                details = await self._threshold(detector.id, rule, item.observation)
-            elif isinstance(rule, FirstSeenRule):
-                details = await self._first_seen(detector.id, rule, item.observation)
-            else:
-                continue
+        asking = [
+            item
+            for item in pending
+            if not self._quiet(item.plan.detector.id, item.plan.detector.stateful, item.observation)
+        ]
+        if not asking:
+            return alerts  # the common case, decided without a store call
+        self._staged = {}
+        try:
+            async with self.store.batch():
+                decided = [(item, await self._ask(item)) for item in asking]
+        finally:
+            staged, self._staged = self._staged, None
+        self._commit(staged)  # only now: a batch that failed was undone, and so is what it taught
+        for item, details in decided:
             if details is None or self.learn:
                 continue
+            detector = item.plan.detector
             severity, because = item.plan.severity_for(item.event)
             alert = build_alert(detector, item.event, severity, because)
             alerts.append(msgspec.structs.replace(alert, details={**alert.details, **details}))
             self.stats.alerts_by_detector[detector.id] += 1
         return alerts
+
+    async def _ask(self, item: Pending) -> dict[str, Any] | None:
+        """The alert's details if the store says the pending check alerts."""
+        detector = item.plan.detector
+        rule = detector.stateful
+        if isinstance(rule, ThresholdRule):
+            return await self._threshold(detector.id, rule, item.observation)
+        if isinstance(rule, FirstSeenRule):
+            return await self._first_seen(detector.id, rule, item.observation)
+        return None
 
     async def _threshold(
         self, detector: str, rule: ThresholdRule, seen: Observation
@@ -181,9 +197,15 @@ class StatefulJudge:
         return False
 
     def _cache(self, key: tuple[object, ...], at: float, alerted_by: frozenset[str]) -> None:
-        if len(self._known) >= self.cache_size:
+        if self._staged is not None:
+            self._staged[key] = (at, alerted_by)
+        else:
+            self._commit({key: (at, alerted_by)})
+
+    def _commit(self, learnt: dict[tuple[object, ...], tuple[float, frozenset[str]]]) -> None:
+        if len(self._known) + len(learnt) > self.cache_size:
             self._known.clear()  # simplest bound: the store answers again, and the cache fills up anew
-        self._known[key] = (at, alerted_by)
+        self._known.update(learnt)
 
 
 def _iso(epoch: float) -> str:

@@ -165,3 +165,29 @@ async def test_a_claim_holds_for_a_late_caller_after_a_later_one(store: StateSto
     assert await store.claim("learning/p1", now=NOW, ttl=60)
     assert await store.claim("learning/p2", now=NOW + 3600, ttl=60)
     assert await store.is_claimed("learning/p1", now=NOW + 30)
+
+
+async def test_a_batch_s_operations_are_seen_after_it(store: StateStore) -> None:
+    async with store.batch():
+        assert await store.claim("batch/c", now=NOW, ttl=60)
+        assert await store.count("batch/n", 2, now=NOW, ttl=60) == 2
+        assert (await store.remember("batch/s", "a", now=NOW, ttl=60, limit=5)).new
+        assert not (await store.remember("batch/s", "a", now=NOW, ttl=60, limit=5)).new
+    assert await store.is_claimed("batch/c", now=NOW + 1)
+    assert await store.members("batch/s", now=NOW + 1) == frozenset({"a"})
+
+
+async def test_a_failed_sqlite_batch_undoes_all_of_it(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:{tmp_path / 'state.db'}")
+
+    async def half_a_message() -> None:
+        async with store.batch():
+            await store.claim("undone/c", now=NOW, ttl=60)
+            await store.remember("undone/s", "a", now=NOW, ttl=60, limit=5)
+            raise RuntimeError("the message's next check failed")
+
+    with pytest.raises(RuntimeError):
+        await half_a_message()
+    assert not await store.is_claimed("undone/c", now=NOW)
+    assert await store.members("undone/s", now=NOW) == frozenset()
+    await store.aclose()

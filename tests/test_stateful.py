@@ -21,7 +21,7 @@ from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import Location
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.routing import Dispatcher
-from kvs_sentinel.state.base import StateError, StateStore
+from kvs_sentinel.state.base import Membership, StateError, StateStore
 from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
 from kvs_sentinel.stateful import StatefulJudge
@@ -436,4 +436,42 @@ async def test_a_failed_delivery_of_a_threshold_alert_is_retried_and_then_sent_o
     assert msg.acked
     assert [alert.event_id for alert in sink.alerts] == [call(3, 0)["eventID"]]
     assert pipeline.counts.alerts_deduplicated == 1
+    await store.aclose()
+
+
+class FailingAt(SqliteStore):
+    """A SQLite store whose `remember` fails once, at its Nth call (a throttled or locked store)."""
+
+    def __init__(self, path: Path, failing_call: int) -> None:
+        super().__init__(path)
+        self.calls = 0
+        self.failing_call = failing_call
+
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        self.calls += 1
+        if self.calls == self.failing_call:
+            raise StateError("sqlite: database is locked", retryable=True)
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
+
+
+async def test_a_message_that_failed_halfway_is_judged_whole_when_retried(tmp_path: Path) -> None:
+    loaded = load(tmp_path, MANY_NETWORKS)
+    store = FailingAt(tmp_path / "state.db", failing_call=3)
+    stats = RunStats()
+    sink = RecordingSink("slack")
+    networks = [
+        call(i, START + i, ip=ip) for i, ip in enumerate(["198.51.100.1", "203.0.113.1", "192.0.2.1"])
+    ]
+    msg = message("m1", *networks)
+    pipeline = Pipeline(
+        ListSource([msg]),
+        Processor(Engine(loaded.detectors), stats),
+        Dispatcher.broadcast([sink]),
+        judge=StatefulJudge(store, stats),
+    )
+    await pipeline.handle(msg)  # the third network's check fails: the message's checks are undone
+    assert not msg.acked
+    await pipeline.handle(msg)  # and judged whole again: neither the store nor the cache kept half of it
+    assert msg.acked
+    assert [alert.event_id for alert in sink.alerts] == [networks[2]["eventID"]]
     await store.aclose()

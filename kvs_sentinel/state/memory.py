@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from kvs_sentinel.state.base import Membership
+from kvs_sentinel.state.base import Membership, Unbatched
 
 DEFAULT_MAX_KEYS = 100_000
 
@@ -66,6 +66,9 @@ class MemoryStore:
 
     async def members(self, key: str, *, now: float) -> frozenset[str]:
         return frozenset(name for name, expires_at in self._sets.get(key, {}).items() if expires_at > now)
+
+    def batch(self) -> Unbatched:
+        return Unbatched()
 
     async def aclose(self) -> None:
         return None

@@ -1,13 +1,18 @@
 """The `sqlite:PATH` backend: a local file, for replays that should remember and a single local `run`.
 
 Each operation is one statement or one `BEGIN IMMEDIATE` transaction, so it is atomic even between
-processes sharing the file. Calls are synchronous: a local SQLite statement takes microseconds, far less
-than handing it to a thread would. WAL lets readers go on while one writer writes.
+processes sharing the file; inside `batch()`, the operations of one message share one transaction (a
+commit costs more than the statements it commits). Calls are synchronous: a local SQLite statement
+takes microseconds, far less than handing it to a thread would. WAL lets readers go on while one
+writer writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from kvs_sentinel.state.base import Membership, StateError
@@ -32,6 +37,7 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"sqlite:{path}: {exc}", retryable=False) from None
         self.path = path
+        self._batched = False
 
     async def claim(self, key: str, *, now: float, ttl: float) -> bool:
         cursor = self._run(
@@ -58,31 +64,41 @@ class SqliteStore:
         return int(row[0])
 
     async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        if self._batched:
+            return self._remember(key, member, now, ttl, limit)
+        async with self.batch():
+            return self._remember(key, member, now, ttl, limit)
+
+    def _remember(self, key: str, member: str, now: float, ttl: float, limit: int) -> Membership:
+        known, size = self._run(
+            "SELECT coalesce(max(member = ?), 0), count(*) FROM members WHERE key = ? AND expires_at > ?",
+            (member, key, now),
+        ).fetchone()
+        if not known and size >= limit:
+            return Membership(False, size, True)
+        self._run("DELETE FROM members WHERE key = ? AND expires_at <= ?", (key, now))
+        self._run(
+            "INSERT INTO members (key, member, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key, member) DO UPDATE SET expires_at = excluded.expires_at",
+            (key, member, now + ttl),
+        )
+        return Membership(not known, size + (not known), False)
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        if self._batched:  # already in one: the outer batch commits
+            yield
+            return
+        self._run("BEGIN IMMEDIATE", ())
+        self._batched = True
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                db = self.db
-                db.execute("DELETE FROM members WHERE key = ? AND expires_at <= ?", (key, now))
-                known = db.execute(
-                    "SELECT 1 FROM members WHERE key = ? AND member = ?", (key, member)
-                ).fetchone()
-                size = db.execute("SELECT count(*) FROM members WHERE key = ?", (key,)).fetchone()[0]
-                if known is None and size >= limit:
-                    result = Membership(False, size, True)
-                else:
-                    db.execute(
-                        "INSERT INTO members (key, member, expires_at) VALUES (?, ?, ?) "
-                        "ON CONFLICT (key, member) DO UPDATE SET expires_at = excluded.expires_at",
-                        (key, member, now + ttl),
-                    )
-                    result = Membership(known is None, size + (known is None), False)
-                db.execute("COMMIT")
-                return result
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise _failure(self.path, exc) from None
+            yield
+        except BaseException:
+            self._batched = False
+            self._rollback()
+            raise
+        self._batched = False
+        self._run("COMMIT", ())
 
     async def members(self, key: str, *, now: float) -> frozenset[str]:
         rows = self._run("SELECT member FROM members WHERE key = ? AND expires_at > ?", (key, now)).fetchall()
@@ -90,6 +106,11 @@ class SqliteStore:
 
     async def aclose(self) -> None:
         self.db.close()
+
+    def _rollback(self) -> None:
+        # no transaction left to undo (a closed or broken connection) means nothing was committed
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("ROLLBACK")
 
     def _run(self, statement: str, parameters: tuple[object, ...]) -> sqlite3.Cursor:
         try:
