@@ -78,6 +78,7 @@ class Pipeline:
         # what stateful detectors remember: given by the composition root, else one run's memory
         self.judge = judge or StatefulJudge(MemoryStore(), processor.stats)
         self.counts = PipelineCounts()
+        self.state_failing = False  # the last message that asked the store saw it fail (/readyz)
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
@@ -127,6 +128,9 @@ class Pipeline:
         except StateError as exc:
             # a stateful detector could not be judged: the message comes back, it is never acked on a guess
             self.counts.messages_failed += 1
+            self.state_failing = True
+            if self.metrics is not None:
+                self.metrics.state_failed(retryable=exc.retryable)
             log.error("message_state_failed", error=str(exc), retryable=exc.retryable)
             await message.retry(str(exc))
         except DeliveryError as exc:
@@ -169,6 +173,7 @@ class Pipeline:
         if outcome.pending:
             outcome.alerts.extend(await self.judge.judge(outcome.pending))
             outcome.pending.clear()
+            self.state_failing = False
         alerts = outcome.alerts
         if not alerts:
             return

@@ -19,6 +19,7 @@ from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import Location
+from kvs_sentinel.metrics import Metrics
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.state.base import Membership, StateError, StateStore
@@ -474,4 +475,25 @@ async def test_a_message_that_failed_halfway_is_judged_whole_when_retried(tmp_pa
     await pipeline.handle(msg)  # and judged whole again: neither the store nor the cache kept half of it
     assert msg.acked
     assert [alert.event_id for alert in sink.alerts] == [networks[2]["eventID"]]
+    await store.aclose()
+
+
+async def test_a_failing_store_shows_in_the_metrics_and_readiness_until_it_answers(tmp_path: Path) -> None:
+    loaded = load(tmp_path, MANY_NETWORKS)
+    store = FailingAt(tmp_path / "state.db", failing_call=1)
+    stats, metrics = RunStats(), Metrics()
+    msg = message("m1", call(1, START))
+    pipeline = Pipeline(
+        ListSource([msg]),
+        Processor(Engine(loaded.detectors), stats),
+        Dispatcher.broadcast([RecordingSink("slack")]),
+        metrics=metrics,
+        judge=StatefulJudge(store, stats),
+    )
+    await pipeline.handle(msg)
+    assert pipeline.state_failing
+    assert 'kvs_sentinel_state_failures_total{retryable="true"} 1.0' in metrics.render().decode()
+    await pipeline.handle(msg)
+    assert msg.acked
+    assert not pipeline.state_failing
     await store.aclose()
