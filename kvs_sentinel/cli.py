@@ -11,7 +11,9 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Sequence
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from kvs_sentinel.sources.local import FileSource
 from kvs_sentinel.startup_signals import exit_cleanly_on_stop_signals, stoppable
 from kvs_sentinel.state.base import StateError
 from kvs_sentinel.state.registry import check_state_url, open_store
+from kvs_sentinel.stateful import baselines
 from kvs_sentinel.stats import RunStats
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -114,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(test)
     test.add_argument("--verbose", "-v", action="store_true", help="list passing examples too")
 
+    baseline = command("baseline", help="what the first_seen detectors have learnt for one principal")
+    baseline.add_argument("group", metavar="PRINCIPAL", help="the group's value, e.g. a principal's ARN")
+    baseline.add_argument("--state", required=True, metavar="URL", help="sqlite:PATH or dynamodb:TABLE")
+    baseline.add_argument("--at", type=_event_time, help="as of this ISO 8601 time (default: now)")
+    _config_option(baseline)
+
     run = command("run", help="consume CloudTrail from SQS until SIGTERM (the ECS service)")
     _config_option(run, "sentinel.yaml with sources and sinks sections")
 
@@ -145,6 +154,13 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
     return port
+
+
+def _event_time(text: str) -> float:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (2026-02-03T10:00:00Z)") from None
 
 
 def _health_url(text: str) -> str:
@@ -200,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _test(loaded, verbose=args.verbose)
     if args.command == "run":
         return _run(loaded)
+    if args.command == "baseline":
+        return asyncio.run(_baseline(args, loaded))
     return asyncio.run(_replay(args, loaded))
 
 
@@ -271,6 +289,30 @@ def _test(loaded: LoadedConfig, *, verbose: bool) -> int:
         print(f"FAIL {detector_id}: no example that must match")
     print(f"{len(results) - len(failed)} passed, {len(failed) + len(untested)} failed")
     return EXIT_FAILED if failed or untested else EXIT_OK
+
+
+async def _baseline(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    try:
+        check_state_url(args.state)
+        store = await open_store(args.state)
+    except (ValueError, StateError) as exc:
+        print(f"kvs-sentinel: --state: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        found = await baselines(store, loaded.detectors, args.group, args.at or time.time())
+    except StateError as exc:
+        print(f"kvs-sentinel: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await store.aclose()
+    if not found:
+        print(f"{args.group}: nothing learnt in {args.state}")
+    for baseline in found:
+        status = "still learning" if baseline.learning else "learnt: a new value alerts"
+        print(f"{baseline.detector} ({baseline.grouped_by}): {len(baseline.values)} value(s), {status}")
+        for value in baseline.values:
+            print(f"  {value}")
+    return EXIT_OK
 
 
 def _must_alert(example: ExampleSpec) -> bool:

@@ -19,12 +19,14 @@ delivered): a delivery that failed is retried instead of lost.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from kvs_sentinel.alerts import Alert, build_alert
+from kvs_sentinel.detectors.compiler import Detector
 from kvs_sentinel.detectors.stateful import FirstSeenRule, Observation, StatefulRule, ThresholdRule
 from kvs_sentinel.engine import Pending
 from kvs_sentinel.state.base import StateStore
@@ -144,7 +146,7 @@ class StatefulJudge:
     ) -> dict[str, Any] | None:
         store, at = self.store, seen.at
         assert seen.value is not None  # observe() gives first_seen a value
-        group = f"first_seen/{detector}/{seen.group}"
+        group = baseline_key(detector, seen.group)
         cached = (detector, seen.group, seen.value)
         values = await store.remember(
             f"{group}/values", seen.value, now=at, ttl=rule.expiry, limit=rule.max_values
@@ -206,6 +208,36 @@ class StatefulJudge:
         if len(self._known) + len(learnt) > self.cache_size:
             self._known.clear()  # simplest bound: the store answers again, and the cache fills up anew
         self._known.update(learnt)
+
+
+def baseline_key(detector: str, group: str) -> str:
+    """Where a first_seen detector keeps one group's baseline (`/values`, `/learning`, `/alerted/…`)."""
+    return f"first_seen/{detector}/{group}"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    detector: str
+    grouped_by: str
+    values: tuple[str, ...]
+    learning: bool
+
+
+async def baselines(
+    store: StateStore, detectors: Sequence[Detector], group: str, now: float
+) -> list[Baseline]:
+    """What each first_seen detector grouped by one field holds for `group` at `now` (if anything)."""
+    found = []
+    for detector in detectors:
+        rule = detector.stateful
+        if not isinstance(rule, FirstSeenRule) or len(rule.grouping.fields) != 1:
+            continue
+        key = baseline_key(detector.id, group)
+        values = await store.members(f"{key}/values", now=now)
+        if values:
+            learning = await store.is_claimed(f"{key}/learning", now=now)
+            found.append(Baseline(detector.id, rule.grouping.fields[0].path, tuple(sorted(values)), learning))
+    return found
 
 
 def _iso(epoch: float) -> str:

@@ -103,3 +103,23 @@ def test_a_bad_state_option_is_a_one_line_usage_error(
     error = capsys.readouterr().err
     assert expected in error
     assert error.count("\n") == 1
+
+
+def test_baseline_shows_what_a_producer_has_learnt(
+    tmp_path: Path, history: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = f"sqlite:{tmp_path / 'state.db'}"
+    replay(tmp_path, "--state", state, "--learn", str(history))
+    capsys.readouterr()
+    assert main(["baseline", "--state", state, "--at", "2026-02-15T00:00:00Z", PRODUCER["arn"]]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "kvs-producer-new-network (userIdentity.arn): 2 value(s), learnt: a new value alerts",
+        "  198.51.100.0/24",
+        "  203.0.113.0/24",
+    ]
+    assert main(["baseline", "--state", state, "--at", "2026-02-03T00:00:00Z", PRODUCER["arn"]]) == 0
+    assert "still learning" in capsys.readouterr().out
+    assert main(["baseline", "--state", state, "arn:aws:iam::111122223333:user/nobody"]) == 0
+    assert (
+        capsys.readouterr().out == "arn:aws:iam::111122223333:user/nobody: nothing learnt in " + state + "\n"
+    )
