@@ -26,7 +26,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def write_config(tmp_path: Path, name: str, queue_url: str, sinks: str, **sqs: Any) -> tuple[Path, int]:
+def write_config(
+    tmp_path: Path, name: str, queue_url: str, sinks: str, state: str = "memory", **sqs: Any
+) -> tuple[Path, int]:
     port = free_port()
     options = {"wait_time_seconds": 1, "visibility_timeout": 5, "retry_backoff_base_seconds": 0, **sqs}
     lines = "".join(f"    {key}: {value}\n" for key, value in options.items())
@@ -37,6 +39,7 @@ def write_config(tmp_path: Path, name: str, queue_url: str, sinks: str, **sqs: A
         "grouping: {window_seconds: 0}\n"
         f"sources:\n  - type: sqs\n    queue_url: {queue_url}\n{lines}"
         f"service:\n  health_host: 127.0.0.1\n  health_port: {port}\n  grace_seconds: 8\n  close_seconds: 2\n"
+        f"  state: {state}\n"
     )
     return path, port
 
