@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from bench.corpus import write_corpus
@@ -67,6 +68,10 @@ class CountingStore:
         self.calls["members"] += 1
         return await self.inner.members(key, now=now)
 
+    def batch(self) -> AbstractAsyncContextManager[None]:
+        self.calls["batch"] += 1
+        return self.inner.batch()
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 
@@ -79,7 +84,8 @@ def replay(path: Path, loaded: LoadedConfig, store: StateStore | None) -> RunSta
 
     async def go() -> None:
         try:
-            await pipeline.run()
+            counts = await pipeline.run()
+            assert counts.messages_failed == 0, "a batch failed: see the log above"
         finally:
             await sink.aclose()
             if store is not None:
@@ -138,10 +144,12 @@ def main() -> None:
         f"with them, SQLite store:           {args.events / sqlite_s:>9,.0f} events/s "
         f"= {baseline_s / sqlite_s:.2f}x the stateless speed (target >= 0.8x)"
     )
+    batches = counting.calls.pop("batch", 0)
     per_thousand = {op: round(n * 1000 / args.events, 1) for op, n in sorted(counting.calls.items())}
     stateful_alerts = {d: stats.alerts_by_detector[d] for d in stateful}
     print(
-        f"store calls per 1,000 events: {sum(per_thousand.values()):.1f} {per_thousand}; "
+        f"store calls per 1,000 events: {sum(per_thousand.values()):.1f} {per_thousand}, in "
+        f"{batches * 1000 / args.events:.1f} batches (one per message that asked); "
         f"stateful alerts: {stateful_alerts}"
     )
 
