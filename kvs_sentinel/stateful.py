@@ -34,6 +34,8 @@ from kvs_sentinel.stats import RunStats
 
 _NO_EVENT_ID = "(no eventID)"
 DEFAULT_CACHE_SIZE = 200_000
+CacheKey = tuple[object, ...]  # (detector, group, [window start,] value)
+Known = tuple[float, frozenset[str]]  # (event time the store last confirmed the value, eventIDs that alerted)
 
 
 class StatefulJudge:
@@ -54,10 +56,7 @@ class StatefulJudge:
         self.stats = stats
         self.learn = learn
         self.cache_size = cache_size
-        # (detector, group, [window start,] value) → (event time the store last confirmed the value,
-        # eventIDs that alerted for it)
-        self._known: dict[tuple[object, ...], tuple[float, frozenset[str]]] = {}
-        self._staged: dict[tuple[object, ...], tuple[float, frozenset[str]]] | None = None
+        self._known: dict[CacheKey, Known] = {}
 
     async def judge(self, pending: Sequence[Pending]) -> list[Alert]:
         """The alerts the pending checks give, in order; StateError when the store fails (the caller
@@ -70,13 +69,10 @@ class StatefulJudge:
         ]
         if not asking:
             return alerts  # the common case, decided without a store call
-        self._staged = {}
-        try:
-            async with self.store.batch():
-                decided = [(item, await self._ask(item)) for item in asking]
-        finally:
-            staged, self._staged = self._staged, None
-        self._commit(staged)  # only now: a batch that failed was undone, and so is what it taught
+        learnt: dict[CacheKey, Known] = {}  # this message's, and no other worker's
+        async with self.store.batch():
+            decided = [(item, await self._ask(item, learnt)) for item in asking]
+        self._remember(learnt)  # only now: a batch that failed was undone, and so is what it taught
         for item, details in decided:
             if details is None or self.learn:
                 continue
@@ -87,18 +83,19 @@ class StatefulJudge:
             self.stats.alerts_by_detector[detector.id] += 1
         return alerts
 
-    async def _ask(self, item: Pending) -> dict[str, Any] | None:
-        """The alert's details if the store says the pending check alerts."""
+    async def _ask(self, item: Pending, learnt: dict[CacheKey, Known]) -> dict[str, Any] | None:
+        """The alert's details if the store says the pending check alerts; what the store said about
+        known values goes into `learnt`."""
         detector = item.plan.detector
         rule = detector.stateful
         if isinstance(rule, ThresholdRule):
-            return await self._threshold(detector.id, rule, item.observation)
+            return await self._threshold(detector.id, rule, item.observation, learnt)
         if isinstance(rule, FirstSeenRule):
-            return await self._first_seen(detector.id, rule, item.observation)
+            return await self._first_seen(detector.id, rule, item.observation, learnt)
         return None
 
     async def _threshold(
-        self, detector: str, rule: ThresholdRule, seen: Observation
+        self, detector: str, rule: ThresholdRule, seen: Observation, learnt: dict[CacheKey, Known]
     ) -> dict[str, Any] | None:
         store, at = self.store, seen.at
         start = rule.window_start(at)
@@ -121,12 +118,12 @@ class StatefulJudge:
             if added.new:
                 # only the value that makes the count is the one that alerts
                 alerted = total >= rule.count and await self._alerts_for(alert_key, seen, rule.window)
-                self._cache(cached, at, frozenset([seen.event_id or ""]) if alerted else frozenset())
+                learnt[cached] = (at, frozenset([seen.event_id or ""]) if alerted else frozenset())
                 if not alerted:
                     return None
             else:
                 alerted_by = await store.members(alert_key, now=at) if total >= rule.count else frozenset()
-                self._cache(cached, at, alerted_by)
+                learnt[cached] = (at, alerted_by)
                 if seen.event_id not in alerted_by:
                     return None
         details: dict[str, Any] = {
@@ -142,7 +139,7 @@ class StatefulJudge:
         return details
 
     async def _first_seen(
-        self, detector: str, rule: FirstSeenRule, seen: Observation
+        self, detector: str, rule: FirstSeenRule, seen: Observation, learnt: dict[CacheKey, Known]
     ) -> dict[str, Any] | None:
         store, at = self.store, seen.at
         assert seen.value is not None  # observe() gives first_seen a value
@@ -157,19 +154,19 @@ class StatefulJudge:
         if not values.new:
             # a redelivery of the event that alerted alerts again; any other known value is quiet
             alerted_by = await store.members(novel, now=at)
-            self._cache(cached, at, alerted_by)
+            learnt[cached] = (at, alerted_by)
             if seen.event_id not in alerted_by:
                 return None
         elif values.size == 1 or await store.is_claimed(f"{group}/learning", now=at):
             if values.size == 1:
                 await store.claim(f"{group}/learning", now=at, ttl=rule.learning)  # the group starts learning
-            self._cache(cached, at, frozenset())
+            learnt[cached] = (at, frozenset())
             return None
         elif self.learn:
-            self._cache(cached, at, frozenset())
+            learnt[cached] = (at, frozenset())
         else:
             await self._alerts_for(novel, seen, rule.expiry)
-            self._cache(cached, at, frozenset([seen.event_id or ""]))
+            learnt[cached] = (at, frozenset([seen.event_id or ""]))
         return {
             "group": seen.shown_group,
             "first_seen": seen.value,
@@ -198,13 +195,7 @@ class StatefulJudge:
             return known is not None and seen.event_id not in known[1]  # the window bounds it
         return False
 
-    def _cache(self, key: tuple[object, ...], at: float, alerted_by: frozenset[str]) -> None:
-        if self._staged is not None:
-            self._staged[key] = (at, alerted_by)
-        else:
-            self._commit({key: (at, alerted_by)})
-
-    def _commit(self, learnt: dict[tuple[object, ...], tuple[float, frozenset[str]]]) -> None:
+    def _remember(self, learnt: dict[CacheKey, Known]) -> None:
         if len(self._known) + len(learnt) > self.cache_size:
             self._known.clear()  # simplest bound: the store answers again, and the cache fills up anew
         self._known.update(learnt)
