@@ -19,6 +19,7 @@ from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import Location
+from kvs_sentinel.examples import FORMS, run_examples
 from kvs_sentinel.metrics import Metrics
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.routing import Dispatcher
@@ -497,3 +498,51 @@ async def test_a_failing_store_shows_in_the_metrics_and_readiness_until_it_answe
     assert msg.acked
     assert not pipeline.state_failing
     await store.aclose()
+
+
+# ---------------------------------------------------------------- tests as data
+
+
+def burst_example(alerts_at_third: int) -> dict[str, Any]:
+    denied = call(1, START, error="AccessDenied")
+    return {
+        "name": "three denials",
+        "steps": [
+            {"alerts": 0, "repeat": 2, "event": denied},
+            {"alerts": alerts_at_third, "event": {**denied, "eventID": "third"}},
+        ],
+    }
+
+
+def test_a_sequence_example_passes_in_every_form_when_each_step_gives_what_it_says(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {**DENIED_BURST, "examples": [burst_example(1)]})
+    results = run_examples(loaded.detectors)
+    assert [(r.form, r.passed) for r in results] == [(form, True) for form in FORMS]
+
+
+def test_a_sequence_example_names_the_step_that_gave_the_wrong_alerts(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {**DENIED_BURST, "examples": [burst_example(0)]})
+    problems = {r.problem for r in run_examples(loaded.detectors)}
+    assert problems == {"step 2: expected 0 alert(s), got 1"}
+
+
+@pytest.mark.parametrize(
+    ("example", "expected"),
+    [
+        (
+            {"name": "x", "expect": "match", "steps": [{"alerts": 1, "event": {}}]},
+            "steps say what to expect after each event: no expect beside them",
+        ),
+        (
+            {"name": "x", "steps": [{"alerts": 1, "event": {}}], "event": {}},
+            "an example has exactly one of event, file or steps",
+        ),
+        ({"name": "x", "event": {}}, "expect: match or no_match is required with event or file"),
+    ],
+)
+def test_a_malformed_example_is_a_one_line_load_error(
+    tmp_path: Path, example: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, {**DENIED_BURST, "examples": [example]})
+    assert str(caught.value).endswith("detectors[0] (memory-test).examples[0]: " + expected)
