@@ -243,6 +243,15 @@ def _validate(loaded: LoadedConfig) -> int:
     for name, values in sorted(loaded.lists.items()):
         if not values:
             print(f"  note: list ${name} is empty")
+    stateful = [d.id for d in loaded.detectors if d.stateful is not None]
+    if stateful:
+        state = loaded.config.service.state
+        where = (
+            "each task alone, forgotten at exit"
+            if state == "memory"
+            else "kept" + (", shared by every task" if state.startswith("dynamodb:") else "")
+        )
+        print(f"  stateful: {len(stateful)} detectors remember in service.state {state} ({where})")
     for unset in loaded.unset_env:
         needs = "run and replay --deliver need it" if unset.startswith("sinks") else "run needs it"
         print(f"  note: {unset} is not set; {needs} (the field is checked then)")

@@ -123,3 +123,14 @@ def test_baseline_shows_what_a_producer_has_learnt(
     assert (
         capsys.readouterr().out == "arn:aws:iam::111122223333:user/nobody: nothing learnt in " + state + "\n"
     )
+
+
+def test_validate_says_where_stateful_detectors_remember(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sentinel.yaml"
+    config.write_text(f"service: {{state: 'sqlite:{tmp_path / 'state.db'}'}}\n")
+    assert main(["validate", "--config", str(config)]) == 0
+    assert f"stateful: 4 detectors remember in service.state sqlite:{tmp_path / 'state.db'} (kept)" in (
+        capsys.readouterr().out
+    )
