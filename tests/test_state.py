@@ -7,6 +7,7 @@ whether or not the backend has deleted it yet.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from kvs_sentinel.state.base import Membership, StateError, StateStore
 from kvs_sentinel.state.registry import open_store
+from kvs_sentinel.state.sqlite import SqliteStore
 from tests.aws_fixtures import aws_client, moto_server
 from tests.support.state_tables import TABLE, make_table
 
@@ -190,4 +192,27 @@ async def test_a_failed_sqlite_batch_undoes_all_of_it(tmp_path: Path) -> None:
         await half_a_message()
     assert not await store.is_claimed("undone/c", now=NOW)
     assert await store.members("undone/s", now=NOW) == frozenset()
+    await store.aclose()
+
+
+async def test_sqlite_sweeps_what_expired_a_day_before_the_latest_time(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path, sweep_every=4)
+    await store.claim("old/c", now=NOW, ttl=60)
+    await store.count("old/n", 1, now=NOW, ttl=60)
+    await store.remember("old/s", "a", now=NOW, ttl=60, limit=5)
+    await store.claim(
+        "late/c", now=NOW + 86_400, ttl=60
+    )  # the 4th operation: a day on, nothing is old enough
+    rows = sqlite3.connect(path).execute("SELECT count(*) FROM claims").fetchone()[0]
+    assert rows == 2
+    for n in range(4):
+        await store.claim(f"new/{n}", now=NOW + 86_400 + 61 + n, ttl=60)
+    db = sqlite3.connect(path)
+    assert {row[0] for row in db.execute("SELECT key FROM claims")} == {
+        "late/c",
+        *(f"new/{n}" for n in range(4)),
+    }
+    assert db.execute("SELECT count(*) FROM counters").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM members").fetchone()[0] == 0
     await store.aclose()

@@ -23,11 +23,21 @@ CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, total INTEGER NOT NUL
 CREATE TABLE IF NOT EXISTS members (
     key TEXT NOT NULL, member TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (key, member)
 );
+CREATE INDEX IF NOT EXISTS claims_expiry ON claims (expires_at);
+CREATE INDEX IF NOT EXISTS counters_expiry ON counters (expires_at);
+CREATE INDEX IF NOT EXISTS members_expiry ON members (expires_at);
 """
+
+# Rows are never returned once expired, but they stay in the file until swept: every SWEEP_EVERY
+# operations, those that expired LATE_GRACE before the latest `now` any caller passed go. Callers on
+# event time pass `now` out of order, so a row expired for the latest event may still hold for a late
+# one: a day of grace is the tolerance for late events.
+SWEEP_EVERY = 10_000
+LATE_GRACE = 86_400.0
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sweep_every: int = SWEEP_EVERY) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
@@ -38,8 +48,12 @@ class SqliteStore:
             raise StateError(f"sqlite:{path}: {exc}", retryable=False) from None
         self.path = path
         self._batched = False
+        self.sweep_every = sweep_every
+        self._operations = 0
+        self._latest = float("-inf")  # the latest `now` a caller passed
 
     async def claim(self, key: str, *, now: float, ttl: float) -> bool:
+        self._tick(now)
         cursor = self._run(
             "INSERT INTO claims (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
             "SET expires_at = excluded.expires_at WHERE claims.expires_at <= ?",
@@ -48,10 +62,12 @@ class SqliteStore:
         return cursor.rowcount == 1
 
     async def is_claimed(self, key: str, *, now: float) -> bool:
+        self._tick(now)
         row = self._run("SELECT 1 FROM claims WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
         return row is not None
 
     async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
+        self._tick(now)
         row = self._run(
             "INSERT INTO counters (key, total, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
             "total = CASE WHEN counters.expires_at <= ? THEN excluded.total "
@@ -64,6 +80,7 @@ class SqliteStore:
         return int(row[0])
 
     async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        self._tick(now)
         if self._batched:
             return self._remember(key, member, now, ttl, limit)
         async with self.batch():
@@ -101,11 +118,20 @@ class SqliteStore:
         self._run("COMMIT", ())
 
     async def members(self, key: str, *, now: float) -> frozenset[str]:
+        self._tick(now)
         rows = self._run("SELECT member FROM members WHERE key = ? AND expires_at > ?", (key, now)).fetchall()
         return frozenset(row[0] for row in rows)
 
     async def aclose(self) -> None:
         self.db.close()
+
+    def _tick(self, now: float) -> None:
+        self._latest = max(self._latest, now)
+        self._operations += 1
+        if self._operations % self.sweep_every == 0:
+            before = (self._latest - LATE_GRACE,)
+            for table in ("claims", "counters", "members"):
+                self._run(f"DELETE FROM {table} WHERE expires_at < ?", before)
 
     def _rollback(self) -> None:
         # no transaction left to undo (a closed or broken connection) means nothing was committed
