@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from kvs_sentinel.testing import FakeSlackWebhook, SlackReply
 from tests.aws_fixtures import moto_server
 from tests.support.queues import drained, make_queue, queue_counts, send
 from tests.support.sentinel_process import Sentinel, alerts_in, jsonl_sink, sentinels, write_config
@@ -132,6 +133,42 @@ async def test_two_tasks_sharing_a_table_cross_a_threshold_once_and_see_a_new_ne
     assert stateful_alerts(outputs) == {"kvs-denied-burst": 1, "kvs-producer-new-network": 1}
     assert all(alerts_in(out) for out in outputs), "one task judged every message: the test proved nothing"
     assert await queue_counts(dlq) == (0, 0)
+
+
+async def test_a_task_killed_mid_window_leaves_its_counts_and_redelivery_counts_nothing_twice(
+    moto_server: str, tmp_path: Path, sentinels: list[Sentinel]
+) -> None:
+    await make_table()
+    url, _, _ = await make_queue("kvs-sentinel-crash", max_receives=10)
+    out = tmp_path / "survivor.jsonl"
+    survivor_config, _ = write_config(
+        tmp_path, "survivor", url, jsonl_sink(out), state=f"dynamodb:{TABLE}", visibility_timeout=3
+    )
+    async with FakeSlackWebhook() as slack:
+        slack.always(SlackReply(hang=True))  # the first task's sink hangs: its messages stay in flight
+        sinks = (
+            "  security-slack:\n    type: slack\n    webhook_url: ${KVS_TEST_WEBHOOK}\n"
+            "    min_interval_seconds: 0\n    timeout_seconds: 30\n"
+        )
+        config, _ = write_config(
+            tmp_path, "killed", url, sinks, state=f"dynamodb:{TABLE}", visibility_timeout=3, pollers=1
+        )
+        killed = Sentinel(config, tmp_path / "killed.log", {"KVS_TEST_WEBHOOK": slack.url})
+        sentinels.append(killed)
+        await send(url, *denied_calls(100, 9))  # nine denials: one short of the threshold
+        await wait_until(lambda: len(slack.posts) >= 1, 20, "the first task to count and hang")
+        killed.process.kill()  # kill -9 mid-window: what it counted is in the table, its messages come back
+        killed.process.wait()
+
+    survivor = Sentinel(survivor_config, tmp_path / "survivor.log")
+    sentinels.append(survivor)
+    await wait_until(lambda: drained(url), 30, "the redelivered messages judged")
+    assert stateful_alerts([out]) == {}  # nine events, however often delivered, are nine
+    await send(url, *denied_calls(109, 1))
+    await wait_until(lambda: stateful_alerts([out]) == {"kvs-denied-burst": 1}, 20, "the tenth to alert")
+    await wait_until(lambda: drained(url), 15, "the queue to drain")
+    await survivor.stop(within=15)
+    assert stateful_alerts([out]) == {"kvs-denied-burst": 1}
 
 
 STATEFUL = {
