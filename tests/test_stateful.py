@@ -1,120 +1,41 @@
-"""Stateful detectors (`threshold`, `first_seen`) judged on event time through every state backend, and
-the pipeline around them: idempotent under redelivery, never acked when the store fails."""
+"""Stateful detectors (`threshold`, `first_seen`) judged on event time through every state backend:
+windows, learning, expiry, idempotence under redelivery, several tasks on one store, the local cache,
+validation, and stateful examples (tests as data)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from kvs_sentinel.alerts import Alert
 from kvs_sentinel.app import stateful_judge
-from kvs_sentinel.config import LoadedConfig, load_config
-from kvs_sentinel.dedupe import AlertDeduper
-from kvs_sentinel.engine import Engine, Processor
-from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import ConfigError
-from kvs_sentinel.events import Location
 from kvs_sentinel.examples import FORMS, run_examples
-from kvs_sentinel.metrics import Metrics
-from kvs_sentinel.pipeline import Pipeline
-from kvs_sentinel.routing import Dispatcher
-from kvs_sentinel.state.base import Membership, StateError, StateStore
+from kvs_sentinel.state.base import StateError, StateStore
 from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
-from kvs_sentinel.stateful import StatefulJudge
 from kvs_sentinel.stats import RunStats
-from kvs_sentinel.testing import FakeMessage, ListSource, RecordingSink
 from tests.aws_fixtures import moto_server
-from tests.support.logging_reset import fresh_logging
 from tests.support.state_tables import TABLE, make_table
-
-__all__ = ["fresh_logging", "moto_server"]
-
-PRODUCER = "arn:aws:sts::111122223333:assumed-role/kvs-producer-cam1/cam1"
-OTHER = "arn:aws:sts::111122223333:assumed-role/kvs-producer-cam2/cam2"
-MINUTE, HOUR, DAY = 60, 3600, 86400
-START = 1_767_225_600  # 2026-01-01T00:00:00Z: an hour boundary, so windows start here
-
-
-def call(
-    n: int,
-    at: float,
-    *,
-    ip: str = "198.51.100.7",
-    principal: str = PRODUCER,
-    name: str = "PutMedia",
-    error: str | None = None,
-) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "eventVersion": "1.08",
-        "eventSource": "kinesisvideo.amazonaws.com",
-        "eventName": name,
-        "eventID": f"00000000-0000-4000-8000-{n:012d}",
-        "eventTime": _iso(at),
-        "awsRegion": "eu-west-1",
-        "recipientAccountId": "111122223333",
-        "sourceIPAddress": ip,
-        "userIdentity": {"type": "AssumedRole", "arn": principal, "accessKeyId": "ASIAEXAMPLE"},
-        "requestParameters": {"streamName": "front-door"},
-    }
-    if error:
-        record["errorCode"] = error
-    return record
-
-
-def _iso(epoch: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def detector(**stateful: Any) -> dict[str, Any]:
-    return {
-        "id": "memory-test",
-        "title": "A stateful detector",
-        "severity": "medium",
-        "description": "a detector used by the tests",
-        "remediation": "do the right thing instead",
-        "match": {"eventSource": "kinesisvideo.amazonaws.com"},
-        **stateful,
-    }
-
-
-DENIED_BURST = detector(
-    match={"eventSource": "kinesisvideo.amazonaws.com", "errorCode": {"glob": "AccessDenied*"}},
-    threshold={"count": 3, "window": "10m", "group_by": ["userIdentity.arn"]},
-)
-MANY_NETWORKS = detector(
-    id="many-networks",
-    threshold={
-        "count": 3,
-        "window": "1h",
-        "group_by": ["userIdentity.accessKeyId"],
-        "distinct": "sourceIPAddress",
-        "derive": "network",
-    },
-)
-NEW_NETWORK = detector(
-    id="memory-test",
-    first_seen={
-        "value": "sourceIPAddress",
-        "derive": "network",
-        "group_by": ["userIdentity.arn"],
-        "learning": "1d",
-        "expiry": "30d",
-    },
+from tests.support.stateful_detectors import (
+    DAY,
+    DENIED_BURST,
+    HOUR,
+    MANY_NETWORKS,
+    MINUTE,
+    NEW_NETWORK,
+    OTHER,
+    PRODUCER,
+    START,
+    Judged,
+    call,
+    detector,
+    load,
 )
 
-
-def load(tmp_path: Path, *detectors: dict[str, Any]) -> LoadedConfig:
-    (tmp_path / "pack.yaml").write_text(yaml.safe_dump({"detectors": list(detectors)}))
-    (tmp_path / "sentinel.yaml").write_text(yaml.safe_dump({"packs": ["pack.yaml"]}))
-    return load_config(tmp_path / "sentinel.yaml")
+__all__ = ["moto_server"]
 
 
 @pytest.fixture(params=["memory", "sqlite", "dynamodb"])
@@ -132,22 +53,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield opened
     finally:
         await opened.aclose()
-
-
-class Judged:
-    """Events through the engine and the judge, one at a time, as the pipeline would."""
-
-    def __init__(self, loaded: LoadedConfig, store: StateStore, learn: bool = False) -> None:
-        self.stats = RunStats()
-        self.processor = Processor(Engine(loaded.detectors), self.stats)
-        self.judge = StatefulJudge(store, self.stats, learn=learn)
-
-    async def __call__(self, *records: dict[str, Any]) -> list[Alert]:
-        alerts: list[Alert] = []
-        for record in records:
-            outcome = self.processor.process(Document(json.dumps(record), Location("test")))
-            alerts += outcome.alerts + await self.judge.judge(outcome.pending)
-        return alerts
 
 
 # ---------------------------------------------------------------- threshold
@@ -336,51 +241,6 @@ def test_a_pack_without_stateful_detectors_needs_no_store(tmp_path: Path) -> Non
     assert stateful_judge(load(tmp_path, NEW_NETWORK), RunStats(), None) is not None
 
 
-# ---------------------------------------------------------------- the pipeline
-
-
-def message(name: str, *records: dict[str, Any]) -> FakeMessage:
-    return FakeMessage(name, [Document(json.dumps({"Records": list(records)}), Location(name))])
-
-
-async def test_a_message_whose_store_fails_is_retried_never_acked(tmp_path: Path) -> None:
-    loaded = load(tmp_path, DENIED_BURST)
-    store = SqliteStore(tmp_path / "state.db")
-    await store.aclose()  # every operation now fails
-    stats = RunStats()
-    sink = RecordingSink("slack")
-    msg = message("m1", call(1, START, error="AccessDenied"))
-    pipeline = Pipeline(
-        ListSource([msg]),
-        Processor(Engine(loaded.detectors), stats),
-        Dispatcher.broadcast([sink]),
-        judge=StatefulJudge(store, stats),
-    )
-    await pipeline.handle(msg)
-    assert not msg.acked
-    assert len(msg.retries) == 1
-    assert "sqlite:" in msg.retries[0]
-    assert pipeline.counts.messages_failed == 1
-
-
-async def test_the_pipeline_judges_a_message_s_pending_checks_before_delivery(tmp_path: Path) -> None:
-    loaded = load(tmp_path, DENIED_BURST)
-    stats = RunStats()
-    sink = RecordingSink("slack")
-    burst = [call(i, START + i, error="AccessDenied") for i in range(1, 5)]
-    messages = [message("m1", *burst[:2]), message("m2", *burst[2:])]
-    pipeline = Pipeline(
-        ListSource(messages),
-        Processor(Engine(loaded.detectors), stats),
-        Dispatcher.broadcast([sink]),
-        judge=stateful_judge(loaded, stats, None),
-    )
-    await pipeline.run()
-    assert all(msg.acked for msg in messages)
-    assert [alert.event_id for alert in sink.alerts] == [burst[2]["eventID"]]
-    assert stats.alerts_by_detector["memory-test"] == 1
-
-
 # ---------------------------------------------------------------- the local cache, and several tasks
 
 
@@ -415,89 +275,6 @@ async def test_a_distinct_count_split_between_tasks_alerts_once(tmp_path: Path, 
     assert len(await first(crossing)) == 1
     assert await second(call(4, START + 3, ip="192.0.2.2"), call(5, START + 4, ip="10.0.0.1")) == []
     assert len(await second(crossing)) == 1  # redelivered to the other task
-
-
-async def test_a_failed_delivery_of_a_threshold_alert_is_retried_and_then_sent_once(tmp_path: Path) -> None:
-    loaded = load(tmp_path, DENIED_BURST)
-    store = await open_store(f"sqlite:{tmp_path / 'state.db'}")
-    stats = RunStats()
-    sink = RecordingSink("slack")
-    msg = message("m1", *(call(i, START + i, error="AccessDenied") for i in range(1, 4)))
-    pipeline = Pipeline(
-        ListSource([msg]),
-        Processor(Engine(loaded.detectors), stats),
-        Dispatcher.broadcast([sink]),
-        dedupe=AlertDeduper(store),
-        judge=StatefulJudge(store, stats),
-    )
-    sink.fail_next = 1
-    await pipeline.handle(msg)  # the threshold is crossed, the alert cannot be sent
-    assert not msg.acked
-    await pipeline.handle(msg)  # SQS redelivers: counted once, the crossing event alerts again
-    await pipeline.handle(msg)  # delivered before: the dedupe drops it
-    assert msg.acked
-    assert [alert.event_id for alert in sink.alerts] == [call(3, 0)["eventID"]]
-    assert pipeline.counts.alerts_deduplicated == 1
-    await store.aclose()
-
-
-class FailingAt(SqliteStore):
-    """A SQLite store whose `remember` fails once, at its Nth call (a throttled or locked store)."""
-
-    def __init__(self, path: Path, failing_call: int) -> None:
-        super().__init__(path)
-        self.calls = 0
-        self.failing_call = failing_call
-
-    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
-        self.calls += 1
-        if self.calls == self.failing_call:
-            raise StateError("sqlite: database is locked", retryable=True)
-        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
-
-
-async def test_a_message_that_failed_halfway_is_judged_whole_when_retried(tmp_path: Path) -> None:
-    loaded = load(tmp_path, MANY_NETWORKS)
-    store = FailingAt(tmp_path / "state.db", failing_call=3)
-    stats = RunStats()
-    sink = RecordingSink("slack")
-    networks = [
-        call(i, START + i, ip=ip) for i, ip in enumerate(["198.51.100.1", "203.0.113.1", "192.0.2.1"])
-    ]
-    msg = message("m1", *networks)
-    pipeline = Pipeline(
-        ListSource([msg]),
-        Processor(Engine(loaded.detectors), stats),
-        Dispatcher.broadcast([sink]),
-        judge=StatefulJudge(store, stats),
-    )
-    await pipeline.handle(msg)  # the third network's check fails: the message's checks are undone
-    assert not msg.acked
-    await pipeline.handle(msg)  # and judged whole again: neither the store nor the cache kept half of it
-    assert msg.acked
-    assert [alert.event_id for alert in sink.alerts] == [networks[2]["eventID"]]
-    await store.aclose()
-
-
-async def test_a_failing_store_shows_in_the_metrics_and_readiness_until_it_answers(tmp_path: Path) -> None:
-    loaded = load(tmp_path, MANY_NETWORKS)
-    store = FailingAt(tmp_path / "state.db", failing_call=1)
-    stats, metrics = RunStats(), Metrics()
-    msg = message("m1", call(1, START))
-    pipeline = Pipeline(
-        ListSource([msg]),
-        Processor(Engine(loaded.detectors), stats),
-        Dispatcher.broadcast([RecordingSink("slack")]),
-        metrics=metrics,
-        judge=StatefulJudge(store, stats),
-    )
-    await pipeline.handle(msg)
-    assert pipeline.state_failing
-    assert 'kvs_sentinel_state_failures_total{retryable="true"} 1.0' in metrics.render().decode()
-    await pipeline.handle(msg)
-    assert msg.acked
-    assert not pipeline.state_failing
-    await store.aclose()
 
 
 # ---------------------------------------------------------------- tests as data
