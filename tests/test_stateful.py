@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from kvs_sentinel.app import stateful_judge
+from kvs_sentinel.detectors.stateful import event_epoch
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.examples import FORMS, run_examples
 from kvs_sentinel.state.base import StateError, StateStore
@@ -32,6 +33,7 @@ from tests.support.stateful_detectors import (
     Judged,
     call,
     detector,
+    event_at,
     load,
 )
 
@@ -323,3 +325,8 @@ def test_a_malformed_example_is_a_one_line_load_error(
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, {**DENIED_BURST, "examples": [example]})
     assert str(caught.value).endswith("detectors[0] (memory-test).examples[0]: " + expected)
+
+
+def test_event_time_is_utc_whatever_the_zone_it_is_written_in() -> None:
+    for written in ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "2026-01-01T01:00:00+01:00"):
+        assert event_epoch(event_at(written)) == START

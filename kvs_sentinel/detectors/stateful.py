@@ -7,7 +7,8 @@ threshold, a value new for its group) is left to `kvs_sentinel.stateful`, which 
 
 Time is the event's own `eventTime`, never the clock, so a replay of last month behaves as it did live.
 Windows are fixed and aligned on the epoch (`window` seconds each): events arriving late or out of order
-are counted in the window of their own time, however late they come, as long as the store still holds it.
+are counted in the window of their own time, as long as the store still holds it (README *Memory*: a day
+after the latest event, in SQLite).
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kvs_sentinel.detectors.codegen import generate_getter
 from kvs_sentinel.events import Event, Getter
 
 Derive = Literal["network"]
-DERIVATIONS = ("network",)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -67,9 +67,11 @@ def event_epoch(event: Event) -> float:
 @functools.lru_cache(maxsize=4096)  # a busy account's events share their seconds
 def _epoch(text: str) -> float:
     try:
-        return datetime.fromisoformat(text).timestamp()
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return _refuse(text)
+    # CloudTrail writes UTC with a Z; a time without a zone is UTC too, never this machine's local time
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _refuse(text: Any) -> float:

@@ -13,8 +13,8 @@ import yaml
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.config import LoadedConfig, load_config
 from kvs_sentinel.engine import Engine, Processor
-from kvs_sentinel.envelopes import Document
-from kvs_sentinel.events import Location
+from kvs_sentinel.envelopes import Document, normalise
+from kvs_sentinel.events import Event, Location
 from kvs_sentinel.state.base import StateStore
 from kvs_sentinel.stateful import StatefulJudge
 from kvs_sentinel.stats import RunStats
@@ -118,3 +118,10 @@ class Judged:
 
 def message(name: str, *records: dict[str, Any]) -> FakeMessage:
     return FakeMessage(name, [Document(json.dumps({"Records": list(records)}), Location(name))])
+
+
+def event_at(event_time: str) -> Event:
+    """A decoded event with this eventTime, as the engine sees it."""
+    item = next(iter(normalise(json.dumps({**call(1, 0), "eventTime": event_time}), Location("test"))))
+    assert isinstance(item, Event)
+    return item
