@@ -87,13 +87,15 @@ class SqliteStore:
             return self._remember(key, member, now, ttl, limit)
 
     def _remember(self, key: str, member: str, now: float, ttl: float, limit: int) -> Membership:
-        known, size = self._run(
-            "SELECT coalesce(max(member = ?), 0), count(*) FROM members WHERE key = ? AND expires_at > ?",
-            (member, key, now),
+        known, size, expired = self._run(
+            "SELECT coalesce(max(member = ? AND expires_at > ?), 0), coalesce(sum(expires_at > ?), 0), "
+            "coalesce(sum(expires_at <= ?), 0) FROM members WHERE key = ?",
+            (member, now, now, now, key),
         ).fetchone()
         if not known and size >= limit:
             return Membership(False, size, True)
-        self._run("DELETE FROM members WHERE key = ? AND expires_at <= ?", (key, now))
+        if expired:
+            self._run("DELETE FROM members WHERE key = ? AND expires_at <= ?", (key, now))
         self._run(
             "INSERT INTO members (key, member, expires_at) VALUES (?, ?, ?) "
             "ON CONFLICT (key, member) DO UPDATE SET expires_at = excluded.expires_at",
