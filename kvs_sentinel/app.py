@@ -17,6 +17,9 @@ from kvs_sentinel.routing import Dispatcher, Router
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sinks.registry import build_sinks
 from kvs_sentinel.sources.base import Source
+from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.state.memory import MemoryStore
+from kvs_sentinel.stateful import StatefulJudge
 from kvs_sentinel.stats import RunStats
 
 EventTimeObserver = Callable[[object], object]
@@ -49,11 +52,35 @@ def processor_for(
     return Processor(Engine(loaded.detectors), stats, on_event_time)
 
 
+def stateful_judge(
+    loaded: LoadedConfig, stats: RunStats, store: StateStore | None, *, learn: bool = False
+) -> StatefulJudge | None:
+    """The judge of the stateful detectors (None when none is loaded); a fresh memory store unless given."""
+    if store is None and not any(detector.stateful is not None for detector in loaded.detectors):
+        return None
+    return StatefulJudge(store if store is not None else MemoryStore(), stats, learn=learn)
+
+
 def replay_pipeline(
-    loaded: LoadedConfig, source: Source, stats: RunStats, dispatcher: Dispatcher
+    loaded: LoadedConfig,
+    source: Source,
+    stats: RunStats,
+    dispatcher: Dispatcher,
+    *,
+    state: StateStore | None = None,
+    learn: bool = False,
 ) -> Pipeline:
+    """`state`: what stateful detectors remember (default: a memory store forgotten at exit); `learn`:
+    remember without alerting."""
     # one worker keeps alerts in input order; a short queue keeps streamed chunks from piling up
-    return Pipeline(source, processor_for(loaded, stats), dispatcher, workers=1, queue_size=2)
+    return Pipeline(
+        source,
+        processor_for(loaded, stats),
+        dispatcher,
+        workers=1,
+        queue_size=2,
+        judge=stateful_judge(loaded, stats, state, learn=learn),
+    )
 
 
 def run_pipeline(
@@ -67,6 +94,7 @@ def run_pipeline(
     metrics: Metrics,
     on_event_time: EventTimeObserver,
 ) -> Pipeline:
+    """`dedupe.store` (service.state) is also what stateful detectors remember."""
     workers = loaded.config.service.workers
     return Pipeline(
         source,
@@ -78,4 +106,9 @@ def run_pipeline(
         dedupe=dedupe,
         metrics=metrics,
         log_alerts=True,
+        # a shared store holds both; one task's memory keeps them apart, so that at its bound the dedupe's
+        # wall-clock keys and the detectors' event-time keys do not evict each other
+        judge=stateful_judge(
+            loaded, stats, MemoryStore() if isinstance(dedupe.store, MemoryStore) else dedupe.store
+        ),
     )

@@ -11,8 +11,10 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ import msgspec
 from kvs_sentinel import __version__
 from kvs_sentinel.app import configured_dispatcher, replay_pipeline
 from kvs_sentinel.config import LoadedConfig, SentinelConfig, compile_config, load_config
+from kvs_sentinel.detectors.spec import ExampleSpec
 from kvs_sentinel.errors import ConfigError, DeliveryError, InputError, UsageError
 from kvs_sentinel.examples import run_examples
 from kvs_sentinel.flood import Suppressions
@@ -34,6 +37,9 @@ from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sinks.stdout import JsonLinesSink
 from kvs_sentinel.sources.local import FileSource
 from kvs_sentinel.startup_signals import exit_cleanly_on_stop_signals, stoppable
+from kvs_sentinel.state.base import StateError
+from kvs_sentinel.state.registry import check_state_url, open_store
+from kvs_sentinel.stateful import baselines
 from kvs_sentinel.stats import RunStats
 
 if TYPE_CHECKING:
@@ -92,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     _time_range_options(replay)
     replay.add_argument(
+        "--state",
+        default="memory",
+        metavar="URL",
+        help="what stateful detectors remember: memory (forgotten at exit), sqlite:PATH or dynamodb:TABLE",
+    )
+    replay.add_argument(
+        "--learn",
+        action="store_true",
+        help="stateful detectors remember the replay in --state but give no alert (a baseline for run)",
+    )
+    replay.add_argument(
         "--deliver",
         action="store_true",
         help="send alerts to the configured sinks (routes, suppressions, grouping) instead of JSON Lines",
@@ -104,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("packs", nargs="*", type=Path, help="pack files to test instead of the config's packs")
     _config_option(test)
     test.add_argument("--verbose", "-v", action="store_true", help="list passing examples too")
+
+    baseline = command("baseline", help="what the first_seen detectors have learnt for one principal")
+    baseline.add_argument("group", metavar="PRINCIPAL", help="the group's value, e.g. a principal's ARN")
+    baseline.add_argument("--state", required=True, metavar="URL", help="sqlite:PATH or dynamodb:TABLE")
+    baseline.add_argument("--at", type=_event_time, help="as of this ISO 8601 time (default: now)")
+    _config_option(baseline)
 
     run = command("run", help="consume CloudTrail from SQS until SIGTERM (the ECS service)")
     _config_option(run, "sentinel.yaml with sources and sinks sections")
@@ -186,6 +209,13 @@ def _port(text: str) -> int:
     return port
 
 
+def _event_time(text: str) -> float:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (2026-02-03T10:00:00Z)") from None
+
+
 def _health_url(text: str) -> str:
     """http(s)://host[:port]/path; urllib would quietly wrap a port past 65535 onto another one."""
     try:
@@ -247,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kvs_sentinel.audit.command import run_audit
 
         return asyncio.run(run_audit(args, loaded))
+    if args.command == "baseline":
+        return asyncio.run(_baseline(args, loaded))
     return asyncio.run(_replay(args, loaded))
 
 
@@ -272,6 +304,15 @@ def _validate(loaded: LoadedConfig) -> int:
     for name, values in sorted(loaded.lists.items()):
         if not values:
             print(f"  note: list ${name} is empty")
+    stateful = [d.id for d in loaded.detectors if d.stateful is not None]
+    if stateful:
+        state = loaded.config.service.state
+        where = (
+            "each task alone, forgotten at exit"
+            if state == "memory"
+            else "kept" + (", shared by every task" if state.startswith("dynamodb:") else "")
+        )
+        print(f"  stateful: {len(stateful)} detectors remember in service.state {state} ({where})")
     for unset in loaded.unset_env:
         needs = "run and replay --deliver need it" if unset.startswith("sinks") else "run needs it"
         print(f"  note: {unset} is not set; {needs} (the field is checked then)")
@@ -316,7 +357,7 @@ def _test(loaded: LoadedConfig, *, verbose: bool) -> int:
     untested = [
         d.id
         for d in loaded.detectors
-        if not any(e.expect == "match" for e in d.spec.examples) and d.id not in loaded.sigma_detectors
+        if not any(_must_alert(e) for e in d.spec.examples) and d.id not in loaded.sigma_detectors
     ]
     for detector_id in untested:
         print(f"FAIL {detector_id}: no example that must match")
@@ -328,6 +369,34 @@ def _test(loaded: LoadedConfig, *, verbose: bool) -> int:
         )
     print(f"{len(results) - len(failed)} passed, {len(failed) + len(untested)} failed")
     return EXIT_FAILED if failed or untested else EXIT_OK
+
+
+async def _baseline(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    try:
+        check_state_url(args.state)
+        store = await open_store(args.state)
+    except (ValueError, StateError) as exc:
+        print(f"kvs-sentinel: --state: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        found = await baselines(store, loaded.detectors, args.group, args.at or time.time())
+    except StateError as exc:
+        print(f"kvs-sentinel: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await store.aclose()
+    if not found:
+        print(f"{args.group}: nothing learnt in {args.state}")
+    for baseline in found:
+        status = "still learning" if baseline.learning else "learnt: a new value alerts"
+        print(f"{baseline.detector} ({baseline.grouped_by}): {len(baseline.values)} value(s), {status}")
+        for value in baseline.values:
+            print(f"  {value}")
+    return EXIT_OK
+
+
+def _must_alert(example: ExampleSpec) -> bool:
+    return example.expect == "match" or any(step.alerts for step in example.steps or ())
 
 
 def _progress_bar(shown: bool, total: int | None) -> Any:
@@ -349,6 +418,12 @@ class _NoProgress:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """-o and --summary-json before the replay: a bad path is known now, not after the work is done."""
+    try:
+        check_state_url(args.state)
+    except ValueError as exc:
+        raise UsageError(f"--state: {exc}") from None
+    if args.learn and args.state == "memory":
+        raise UsageError("--learn needs --state sqlite:PATH or dynamodb:TABLE: memory is forgotten at exit")
     if args.output and args.output != "-":
         check_writable(Path(args.output), "--output")
     if args.summary_json:
@@ -375,12 +450,21 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         except (DeliveryError, ConfigError) as exc:
             print(f"kvs-sentinel: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        pipeline = replay_pipeline(loaded, source, stats, dispatcher)
+        try:
+            state = await open_store(args.state)
+        except StateError as exc:
+            await dispatcher.aclose()
+            print(f"kvs-sentinel: --state: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        pipeline = replay_pipeline(loaded, source, stats, dispatcher, state=state, learn=args.learn)
         try:
             counts = await pipeline.run()
         finally:
             progress.close()
             await dispatcher.aclose()
+            await state.aclose()
+    if args.learn:
+        print(f"learnt into {args.state}; stateful detectors gave no alert (--learn)", file=sys.stderr)
     print(stats.render(), file=sys.stderr)
     if args.deliver:
         print(dispatcher.render_totals(), file=sys.stderr)

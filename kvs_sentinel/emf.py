@@ -6,9 +6,9 @@ registry `/metrics` serves and writes one JSON line per dimension combination:
 
     MessagesReceived, MessagesAcked, MessagesRetried, MessagesDeleted, MessagesDeleteFailed,
     ReceiveErrors, MessagesUnreadable, Events, Skipped, Malformed, DetectorErrors, Alerts,
-    AlertsDeduplicated, SinkFailures (Count: the increase since the last line, zeros included, so an
-    idle sentinel is told from a dead one), EventLagSeconds (the largest lag of the interval, only when
-    events were seen), MessageProcessingSeconds (the interval's mean), MemoryBytes.
+    AlertsDeduplicated, SinkFailures, StateFailures (Count: the increase since the last line, zeros
+    included, so an idle sentinel is told from a dead one), EventLagSeconds (the largest lag of the
+    interval, only when events were seen), MessageProcessingSeconds (the interval's mean), MemoryBytes.
 
     by dimension, when not zero: Alerts by Severity and by Detector, Events by Form, Skipped by Reason,
     AlertsDeduplicated by Detector, SinkFailures by Sink.
@@ -59,6 +59,7 @@ COUNTERS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("kvs_sentinel_alerts_total", "Alerts", {"severity": "Severity", "detector": "Detector"}),
     ("kvs_sentinel_alerts_deduplicated_total", "AlertsDeduplicated", {"detector": "Detector"}),
     ("kvs_sentinel_sink_failures_total", "SinkFailures", {"sink": "Sink"}),
+    ("kvs_sentinel_state_failures_total", "StateFailures", {}),
 )
 _PROCESSING = "kvs_sentinel_message_processing_seconds"
 _MEMORY = "process_resident_memory_bytes"

@@ -11,6 +11,7 @@ from kvs_sentinel.alerts import Alert, build_alert, build_failure_alert
 from kvs_sentinel.decode import Decoder
 from kvs_sentinel.detectors.compiler import Detector, Plan
 from kvs_sentinel.detectors.index import DetectorIndex
+from kvs_sentinel.detectors.stateful import Observation
 from kvs_sentinel.envelopes import LogFileRef, Malformed, Skipped, Unit
 from kvs_sentinel.events import Event
 from kvs_sentinel.stats import RunStats
@@ -28,13 +29,24 @@ class Engine:
     def detectors(self) -> tuple[Detector, ...]:
         return self.index.detectors
 
-    def evaluate(self, event: Event, plans: tuple[Plan, ...] | None = None) -> list[Alert]:
+    def evaluate(
+        self, event: Event, plans: tuple[Plan, ...] | None = None, pending: list[Pending] | None = None
+    ) -> list[Alert]:
         """Every alert for the event. A detector that raises costs nobody else: it yields an alert that
-        says it failed on this event (`Alert.detector_failed`), and the other detectors still run."""
+        says it failed on this event (`Alert.detector_failed`), and the other detectors still run.
+
+        A stateful detector that matches adds its observation to `pending`, for the store to judge;
+        without `pending`, stateful detectors are not judged (the caller has no store)."""
         alerts: list[Alert] = []
         for plan in self.index.plans(event) if plans is None else plans:
             try:
                 if plan.predicate(event):
+                    rule = plan.detector.stateful
+                    if rule is not None:
+                        observation = rule.observe(event)
+                        if observation is not None and pending is not None:
+                            pending.append(Pending(plan, event, observation))
+                        continue
                     severity, because = plan.severity_for(event)
                     alerts.append(build_alert(plan.detector, event, severity, because))
             except Exception as exc:
@@ -49,11 +61,21 @@ class Engine:
         return alerts
 
 
+@dataclass(slots=True)  # built per matching event: a frozen dataclass is slower to build
+class Pending:
+    """A stateful detector matched: whether it alerts is for the store to say (stateful.py)."""
+
+    plan: Plan
+    event: Event
+    observation: Observation
+
+
 @dataclass
 class Outcome:
-    """What one document (or one message) produced."""
+    """What one document (or one message) produced: alerts, and the stateful checks still to judge."""
 
     alerts: list[Alert] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
     log_files: list[LogFileRef] = field(default_factory=list)
     malformed: int = 0
 
@@ -90,7 +112,7 @@ class Processor:
         return outcome
 
     def _evaluate(self, event: Event, outcome: Outcome) -> None:
-        alerts = self.engine.evaluate(event, event.plans)
+        alerts = self.engine.evaluate(event, event.plans, outcome.pending)
         if alerts:
             outcome.alerts.extend(alerts)
             for alert in alerts:

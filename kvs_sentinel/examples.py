@@ -3,10 +3,13 @@
 An inline example is wrapped as a bare record, a `Records` log file, an EventBridge envelope and an SNS
 notification around the EventBridge envelope, so a detector is proven in each form AWS delivers.
 A `file:` example is read as-is (any form) and every event in it must (or must not) alert.
+A stateful detector's example is a sequence of `steps`, each an event and the alerts expected for it, run
+in order in each form on a fresh memory store.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +19,14 @@ import msgspec
 
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.detectors.compiler import Detector
-from kvs_sentinel.detectors.spec import ExampleSpec
+from kvs_sentinel.detectors.spec import ExampleSpec, StepSpec
 from kvs_sentinel.engine import Engine, Outcome, Processor
 from kvs_sentinel.envelopes import Decodable, Document
 from kvs_sentinel.errors import InputError
 from kvs_sentinel.events import Location
 from kvs_sentinel.sources.files import read_documents
+from kvs_sentinel.state.memory import MemoryStore
+from kvs_sentinel.stateful import StatefulJudge
 from kvs_sentinel.stats import RunStats
 
 FORMS = ("record", "records", "eventbridge", "sns/eventbridge")
@@ -80,6 +85,10 @@ def run_examples(detectors: Sequence[Detector]) -> list[ExampleResult]:
 
 
 def _run_example(engine: Engine, detector: Detector, example: ExampleSpec) -> Iterator[ExampleResult]:
+    if example.steps is not None:
+        for form in FORMS:
+            yield _run_steps(engine, detector, example, example.steps, form)
+        return
     if example.event is None and example.file is None:
         yield ExampleResult(detector.id, example.name, "-", False, "example has neither `event` nor `file`")
         return
@@ -105,6 +114,9 @@ def _judge(
     outcome = Outcome()
     for document in documents:
         processor.process(document, outcome)
+    if outcome.pending:
+        judge = StatefulJudge(MemoryStore(), stats)
+        outcome.alerts.extend(asyncio.run(judge.judge(outcome.pending)))
     mine: list[Alert] = [alert for alert in outcome.alerts if alert.detector == detector.id]
 
     def result(problem: str = "") -> ExampleResult:
@@ -122,3 +134,39 @@ def _judge(
     if wrong:
         return result(f"expected severity {example.severity}, got {wrong[0]}")
     return result()
+
+
+def _run_steps(
+    engine: Engine, detector: Detector, example: ExampleSpec, steps: Sequence[StepSpec], form: str
+) -> ExampleResult:
+    stats = RunStats()
+    processor = Processor(engine, stats)
+    judge = StatefulJudge(MemoryStore(), stats)
+
+    async def run() -> str:
+        for number, step in enumerate(steps, 1):
+            mine = 0
+            for event in _repeated(step):
+                where = Location(f"example {example.name!r} step {number}")
+                outcome = processor.process(Document(wrap(event, form), where))
+                alerts = outcome.alerts + await judge.judge(outcome.pending)
+                mine += sum(alert.detector == detector.id for alert in alerts)
+            if stats.malformed or stats.detector_errors:
+                errors = stats.detector_errors
+                return f"step {number}: {stats.malformed} malformed, {errors} detector error(s)"
+            if mine != step.alerts:
+                return f"step {number}: expected {step.alerts} alert(s), got {mine}"
+        return ""
+
+    problem = asyncio.run(run())
+    return ExampleResult(detector.id, example.name, form, not problem, problem)
+
+
+def _repeated(step: StepSpec) -> Iterator[dict[str, Any]]:
+    """The step's event `repeat` times, each with its own eventID (the same eventID is a redelivery)."""
+    if step.repeat == 1:
+        yield step.event
+        return
+    for copy in range(1, step.repeat + 1):
+        event_id = step.event.get("eventID")
+        yield {**step.event, "eventID": f"{event_id}-{copy}"} if isinstance(event_id, str) else step.event

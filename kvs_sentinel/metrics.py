@@ -124,6 +124,12 @@ class Metrics:
         self.sink_failures = Counter(
             f"{PREFIX}_sink_failures", "failed deliveries", ["sink", "retryable"], registry=self.registry
         )
+        self.state_failures = Counter(
+            f"{PREFIX}_state_failures",
+            "messages retried because the state store failed (stateful detectors not judged)",
+            ["retryable"],
+            registry=self.registry,
+        )
         self.processing = Histogram(
             f"{PREFIX}_message_processing_seconds",
             "from receiving a message to acking or retrying it",
@@ -160,6 +166,9 @@ class Metrics:
 
     def sink_failed(self, sink: str, *, retryable: bool) -> None:
         self.sink_failures.labels(sink, "true" if retryable else "false").inc()
+
+    def state_failed(self, *, retryable: bool) -> None:
+        self.state_failures.labels("true" if retryable else "false").inc()
 
     def message_processed(self, seconds: float) -> None:
         self.processing.observe(max(0.0, seconds))

@@ -31,6 +31,9 @@ from kvs_sentinel.log_files import LogFileError, LogFileExpander, LogFileReader
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sources.base import Message, Source
+from kvs_sentinel.state.base import StateError
+from kvs_sentinel.state.memory import MemoryStore
+from kvs_sentinel.stateful import StatefulJudge
 
 if TYPE_CHECKING:
     from kvs_sentinel.metrics import Metrics  # prometheus_client: only `run` loads it
@@ -61,6 +64,7 @@ class Pipeline:
         dedupe: AlertDeduper | None = None,
         metrics: Metrics | None = None,
         log_alerts: bool = False,
+        judge: StatefulJudge | None = None,
     ) -> None:
         self.source = source
         self.processor = processor
@@ -71,7 +75,10 @@ class Pipeline:
         self.dedupe = dedupe
         self.metrics = metrics
         self.log_alerts = log_alerts  # one log line per alert sent (run); replay writes alerts instead
+        # what stateful detectors remember: given by the composition root, else one run's memory
+        self.judge = judge or StatefulJudge(MemoryStore(), processor.stats)
         self.counts = PipelineCounts()
+        self.state_failing = False  # the last message that asked the store saw it fail (/readyz)
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
@@ -118,6 +125,14 @@ class Pipeline:
                     await self._read_log_files(outcome.log_files, self.log_files)
                 if outcome.malformed:
                     raise _Unreadable(outcome.malformed)
+        except StateError as exc:
+            # a stateful detector could not be judged: the message comes back, it is never acked on a guess
+            self.counts.messages_failed += 1
+            self.state_failing = True
+            if self.metrics is not None:
+                self.metrics.state_failed(retryable=exc.retryable)
+            log.error("message_state_failed", error=str(exc), retryable=exc.retryable)
+            await message.retry(str(exc))
         except DeliveryError as exc:
             self.counts.messages_failed += 1
             log.error("message_delivery_failed", error=str(exc), retryable=exc.retryable)
@@ -153,7 +168,12 @@ class Pipeline:
             self.counts.log_files_read += 1
 
     async def deliver(self, outcome: Outcome) -> None:
-        """Every alert to the sinks it is routed to; raises DeliveryError unless all accepted it."""
+        """The pending stateful checks judged, then every alert to the sinks it is routed to; raises
+        StateError when the store fails, DeliveryError unless every sink accepted every alert."""
+        if outcome.pending:
+            outcome.alerts.extend(await self.judge.judge(outcome.pending))
+            outcome.pending.clear()
+            self.state_failing = False
         alerts = outcome.alerts
         if not alerts:
             return

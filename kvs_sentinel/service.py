@@ -155,7 +155,9 @@ class Service:
         return self._task is None or not self._task.done() or self.stopping.is_set()
 
     def is_ready(self) -> bool:
-        return all(source.ready for source in self.sources)
+        """Every source can receive, and the state store answered the last message that asked it."""
+        state_failing = self.pipeline is not None and self.pipeline.state_failing
+        return all(source.ready for source in self.sources) and not state_failing
 
     def dispatcher(self) -> Dispatcher:
         return configured_dispatcher(

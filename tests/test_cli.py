@@ -237,7 +237,7 @@ def test_shipped_example_config_works_when_copied_anywhere(tmp_path: Path) -> No
     copy.write_text((Path(__file__).parent.parent / "config" / "sentinel.yaml").read_text())
     result = run_cli("validate", "--config", str(copy))
     assert result.returncode == 0, result.stderr
-    assert "18 detectors from 1 pack(s)" in result.stdout
+    assert "22 detectors from 1 pack(s)" in result.stdout
     assert "note:" not in result.stdout
 
 

@@ -7,6 +7,7 @@ whether or not the backend has deleted it yet.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from kvs_sentinel.state.base import Membership, StateError, StateStore
 from kvs_sentinel.state.registry import open_store
+from kvs_sentinel.state.sqlite import SqliteStore
 from tests.aws_fixtures import aws_client, moto_server
 from tests.support.state_tables import TABLE, make_table
 
@@ -152,3 +154,65 @@ async def test_a_missing_dynamodb_table_is_a_state_error_not_worth_retrying(moto
 async def test_a_bad_state_url_says_what_is_wrong(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         await open_store(url)
+
+
+async def test_adding_nothing_reads_the_total_unchanged(store: StateStore) -> None:
+    await store.count("denied/p/w2", 2, now=NOW, ttl=600)
+    assert await store.count("denied/p/w2", 0, now=NOW + 1, ttl=600) == 2
+    assert await store.count("denied/p/w2", 1, now=NOW + 2, ttl=600) == 3
+
+
+async def test_a_claim_holds_for_a_late_caller_after_a_later_one(store: StateStore) -> None:
+    # event time runs out of order: a claim made at a later event's time must not drop an earlier one
+    assert await store.claim("learning/p1", now=NOW, ttl=60)
+    assert await store.claim("learning/p2", now=NOW + 3600, ttl=60)
+    assert await store.is_claimed("learning/p1", now=NOW + 30)
+
+
+async def test_a_batch_s_operations_are_seen_after_it(store: StateStore) -> None:
+    async with store.batch():
+        assert await store.claim("batch/c", now=NOW, ttl=60)
+        assert await store.count("batch/n", 2, now=NOW, ttl=60) == 2
+        assert (await store.remember("batch/s", "a", now=NOW, ttl=60, limit=5)).new
+        assert not (await store.remember("batch/s", "a", now=NOW, ttl=60, limit=5)).new
+    assert await store.is_claimed("batch/c", now=NOW + 1)
+    assert await store.members("batch/s", now=NOW + 1) == frozenset({"a"})
+
+
+async def test_a_failed_sqlite_batch_undoes_all_of_it(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:{tmp_path / 'state.db'}")
+
+    async def half_a_message() -> None:
+        async with store.batch():
+            await store.claim("undone/c", now=NOW, ttl=60)
+            await store.remember("undone/s", "a", now=NOW, ttl=60, limit=5)
+            raise RuntimeError("the message's next check failed")
+
+    with pytest.raises(RuntimeError):
+        await half_a_message()
+    assert not await store.is_claimed("undone/c", now=NOW)
+    assert await store.members("undone/s", now=NOW) == frozenset()
+    await store.aclose()
+
+
+async def test_sqlite_sweeps_what_expired_a_day_before_the_latest_time(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path, sweep_every=4)
+    await store.claim("old/c", now=NOW, ttl=60)
+    await store.count("old/n", 1, now=NOW, ttl=60)
+    await store.remember("old/s", "a", now=NOW, ttl=60, limit=5)
+    await store.claim(
+        "late/c", now=NOW + 86_400, ttl=60
+    )  # the 4th operation: a day on, nothing is old enough
+    rows = sqlite3.connect(path).execute("SELECT count(*) FROM claims").fetchone()[0]
+    assert rows == 2
+    for n in range(4):
+        await store.claim(f"new/{n}", now=NOW + 86_400 + 61 + n, ttl=60)
+    db = sqlite3.connect(path)
+    assert {row[0] for row in db.execute("SELECT key FROM claims")} == {
+        "late/c",
+        *(f"new/{n}" for n in range(4)),
+    }
+    assert db.execute("SELECT count(*) FROM counters").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM members").fetchone()[0] == 0
+    await store.aclose()

@@ -20,7 +20,7 @@ from kvs_sentinel.detectors.conditions import (
     Predicate,
     with_memo,
 )
-from kvs_sentinel.events import LAZY_FIELDS, dig, split_field_path
+from kvs_sentinel.events import LAZY_FIELDS, Getter, dig, split_field_path
 
 
 def generate(node: Node) -> Predicate:
@@ -31,6 +31,17 @@ def generate(node: Node) -> Predicate:
     exec(compile(source, f"<detector condition: {expression[:60]}>", "exec"), namespace)
     predicate: Predicate = namespace["predicate"]
     return predicate
+
+
+def generate_getter(path: str) -> Getter:
+    """The value at a field path, as one generated function (ValueError: not a CloudTrail field path)."""
+    writer = _Writer()
+    expression = writer.fetch(path)
+    source = f"def get(event):\n    doc = event.doc\n    return {expression}\n"
+    namespace: dict[str, Any] = {"_dig": dig, **writer.constants}
+    exec(compile(source, f"<field getter: {path[:60]}>", "exec"), namespace)
+    getter: Getter = namespace["get"]
+    return getter
 
 
 class _Writer:

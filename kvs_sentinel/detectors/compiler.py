@@ -39,7 +39,8 @@ from kvs_sentinel.detectors.conditions import (
     with_memo,
 )
 from kvs_sentinel.detectors.operators import compile_operator
-from kvs_sentinel.detectors.spec import DetectorSpec
+from kvs_sentinel.detectors.spec import DetectorSpec, ExampleSpec
+from kvs_sentinel.detectors.stateful import StatefulRule, compile_first_seen, compile_threshold
 from kvs_sentinel.detectors.text_operators import RELATIONS
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import LAZY_FIELDS, Event, Getter, field_getter, split_field_path
@@ -80,6 +81,7 @@ class Detector:
     condition: Node
     escalations: tuple[Escalation, ...]
     checks: tuple[CompiledCheck, ...]
+    stateful: StatefulRule | None  # None: every match alerts; else the store decides (stateful.py)
     event_sources: frozenset[str] | None  # index keys: None means any
     event_names: frozenset[str] | None
     spec: DetectorSpec
@@ -186,11 +188,36 @@ class DetectorCompiler:
             condition=condition,
             escalations=escalations,
             checks=tuple(self._checks),
+            stateful=self.stateful(spec, where),
             event_sources=self.constraint(spec.match, "eventSource"),
             event_names=self.constraint(spec.match, "eventName"),
             spec=spec,
             origin=self.origin,
         )
+
+    def stateful(self, spec: DetectorSpec, where: str) -> StatefulRule | None:
+        for position, example in enumerate(spec.examples):
+            self.example(example, f"{where}.examples[{position}]")
+        if spec.threshold is not None and spec.first_seen is not None:
+            raise self.fail(where, "threshold and first_seen exclude each other: write two detectors")
+        try:
+            if spec.threshold is not None:
+                return compile_threshold(spec.threshold)
+            if spec.first_seen is not None:
+                return compile_first_seen(spec.first_seen)
+        except ValueError as exc:
+            kind = "threshold" if spec.threshold is not None else "first_seen"
+            raise self.fail(f"{where}.{kind}", str(exc)) from None
+        return None
+
+    def example(self, example: ExampleSpec, where: str) -> None:
+        given = [name for name in ("event", "file", "steps") if getattr(example, name) is not None]
+        if len(given) != 1:
+            raise self.fail(where, "an example has exactly one of event, file or steps")
+        if example.steps is None and example.expect is None:
+            raise self.fail(where, "expect: match or no_match is required with event or file")
+        if example.steps is not None and example.expect is not None:
+            raise self.fail(where, "steps say what to expect after each event: no expect beside them")
 
     def fail(self, path: str, message: str) -> ConfigError:
         return ConfigError(f"{self.origin}: {path}: {message}")

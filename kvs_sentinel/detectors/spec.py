@@ -13,12 +13,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class StepSpec(_Strict):
+    """One event of a stateful example, and how many alerts the detector must give for it (for all its
+    copies, with `repeat`)."""
+
+    event: dict[str, Any]
+    alerts: int = Field(ge=0)
+    repeat: int = Field(
+        default=1, ge=1, le=1000, description="the event this many times, each with its own eventID"
+    )
+
+
 class ExampleSpec(_Strict):
-    """An event that must (or must not) make the detector fire: tests kept as data beside the detector."""
+    """An event that must (or must not) make the detector fire: tests kept as data beside the detector.
+
+    A stateful detector's example is a sequence of `steps` instead, run in order on a fresh store."""
 
     name: str
-    expect: Literal["match", "no_match"]
+    expect: Literal["match", "no_match"] | None = None
     event: dict[str, Any] | None = None
+    steps: list[StepSpec] | None = Field(default=None, min_length=1)
     file: str | None = Field(default=None, description="a file of events (any form), relative to the pack")
     severity: SeverityName | None = Field(
         default=None, description="the alert's severity, when expect is match"
@@ -31,6 +45,36 @@ class EscalationSpec(_Strict):
     when: Any
     severity: SeverityName
     reason: str
+
+
+Duration = int | float | str  # seconds, or text such as 10m, 1h, 30d
+# A field path, or a list of them: the first one the event has (a stream is named by ARN or by name).
+FieldChoice = str | list[str]
+
+
+class ThresholdSpec(_Strict):
+    """At least `count` matching events per group within a window: one alert per group per window."""
+
+    count: int = Field(ge=1)
+    window: Duration
+    group_by: list[FieldChoice] = Field(min_length=1)
+    distinct: FieldChoice | None = Field(
+        default=None, description="count distinct values of this field instead"
+    )
+    derive: Literal["network"] | None = Field(
+        default=None, description="network: the /24 (IPv4) or /48 (IPv6) of the distinct value"
+    )
+
+
+class FirstSeenSpec(_Strict):
+    """A value new for its group, once the group has been learning for `learning`."""
+
+    value: FieldChoice
+    derive: Literal["network"] | None = None
+    group_by: list[FieldChoice] = Field(min_length=1)
+    learning: Duration
+    expiry: Duration = Field(description="a value unseen this long is forgotten")
+    max_values: int = Field(default=1000, ge=1, le=10_000)
 
 
 class DetectorSpec(_Strict):
@@ -49,6 +93,8 @@ class DetectorSpec(_Strict):
     needs_data_events: bool = False
     match: Any
     escalate: list[EscalationSpec] = []
+    threshold: ThresholdSpec | None = None
+    first_seen: FirstSeenSpec | None = None
     examples: list[ExampleSpec] = []
 
 

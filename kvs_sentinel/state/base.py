@@ -14,12 +14,26 @@ Every operation takes `now`, epoch seconds on the caller's clock (event time, so
 month behaves as it did live), and nothing expired is ever returned, whether or not the backend has
 deleted it yet (DynamoDB's TTL deletes hours or days late).
 
+`batch()` groups the operations of one message: SQLite runs them in one transaction (one commit, and
+all or nothing); the other backends have nothing to group and run each operation as it comes.
+
 A backend is chosen by URL (`memory`, `sqlite:PATH`, `dynamodb:TABLE`) through `state.open_store`.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import NamedTuple, Protocol
+
+
+class Unbatched:
+    """`batch()` for backends whose operations each commit alone."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
 
 
 class StateError(Exception):
@@ -57,6 +71,10 @@ class StateStore(Protocol):
 
     async def members(self, key: str, *, now: float) -> frozenset[str]:
         """The unexpired members of the set `key`."""
+        ...
+
+    def batch(self) -> AbstractAsyncContextManager[None]:
+        """Around several operations: they may be committed together (a failure undoes them all)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from kvs_sentinel.aws import classify
-from kvs_sentinel.state.base import Membership, StateError
+from kvs_sentinel.state.base import Membership, StateError, Unbatched
 
 _ATTEMPTS = 4  # a conditional write that lost a race is tried again with what it learned
 # Every attribute is named through an alias: some names (TOTAL, and perhaps others) are reserved words.
@@ -60,7 +60,7 @@ class DynamoDbStore:
                         ":expires": _n(now + ttl),
                         ":now": _n(now),
                     },
-                    ReturnValues="UPDATED_NEW",
+                    ReturnValues="ALL_NEW",  # UPDATED_NEW leaves out a total that ADD 0 did not change
                 )
                 return int(answer["Attributes"]["total"]["N"])
             except _ConditionFailed:
@@ -109,6 +109,9 @@ class DynamoDbStore:
     async def members(self, key: str, *, now: float) -> frozenset[str]:
         item = await self._get(key)
         return frozenset(_unexpired(item, now)) if item is not None else frozenset()
+
+    def batch(self) -> Unbatched:
+        return Unbatched()
 
     async def aclose(self) -> None:
         await self.client.__aexit__(None, None, None)

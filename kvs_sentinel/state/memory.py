@@ -1,8 +1,9 @@
 """The `memory` backend: one process's dicts. Atomic because the event loop runs one coroutine at a time
 and no operation awaits; forgotten at exit, and never shared between tasks.
 
-Bounded: past `max_keys` keys of one kind, the oldest key goes first (for claims, the ones that expire
-first). Expired claims are dropped as new ones arrive.
+Bounded: past `max_keys` keys of one kind, the oldest key goes first (for claims, expired ones first).
+Expired claims are dropped only once the limit is reached: callers on event time pass `now` out of
+order (a late event), so a claim expired for one call may still hold for the next.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from kvs_sentinel.state.base import Membership
+from kvs_sentinel.state.base import Membership, Unbatched
 
 DEFAULT_MAX_KEYS = 100_000
 
@@ -29,7 +30,7 @@ class MemoryStore:
 
     async def claim(self, key: str, *, now: float, ttl: float) -> bool:
         claims = self._claims
-        while claims and next(iter(claims.values())) <= now:  # in insertion order, the oldest first
+        while len(claims) >= self.max_keys and next(iter(claims.values())) <= now:  # the oldest first
             claims.popitem(last=False)
         if claims.get(key, now) > now:
             return False
@@ -65,6 +66,9 @@ class MemoryStore:
 
     async def members(self, key: str, *, now: float) -> frozenset[str]:
         return frozenset(name for name, expires_at in self._sets.get(key, {}).items() if expires_at > now)
+
+    def batch(self) -> Unbatched:
+        return Unbatched()
 
     async def aclose(self) -> None:
         return None

@@ -1,0 +1,158 @@
+"""Stateful detectors benchmark: ratios measured in one run, so a noisy machine moves every side alike.
+
+The 200k-event replay corpus, replayed (best of N rounds, one process):
+1. the shipped pack without its stateful detectors: the stateless baseline;
+2. the whole pack, stateful detectors on a memory store;
+3. the whole pack, stateful detectors on SQLite (a fresh file each round); target (issue 14): >= 0.8x the
+   stateless time;
+4. store calls per 1,000 events, by operation: what a DynamoDB table would be asked (each call one
+   request, a `remember` that meets a race or a full set a few more).
+
+    python -m bench.stateful_bench [--events 200000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+from bench.corpus import write_corpus
+from kvs_sentinel.app import replay_pipeline
+from kvs_sentinel.config import LoadedConfig, load_config
+from kvs_sentinel.logs import configure_logging
+from kvs_sentinel.routing import Dispatcher
+from kvs_sentinel.sinks.stdout import JsonLinesSink
+from kvs_sentinel.sources.local import FileSource
+from kvs_sentinel.state.base import Membership, StateStore
+from kvs_sentinel.state.memory import MemoryStore
+from kvs_sentinel.state.sqlite import SqliteStore
+from kvs_sentinel.stats import RunStats
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+BENCH_CONFIG = HERE / "sentinel.yaml"
+
+
+class CountingStore:
+    """A store that counts the calls made to the one it wraps."""
+
+    def __init__(self, inner: StateStore) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    async def claim(self, key: str, *, now: float, ttl: float) -> bool:
+        self.calls["claim"] += 1
+        return await self.inner.claim(key, now=now, ttl=ttl)
+
+    async def is_claimed(self, key: str, *, now: float) -> bool:
+        self.calls["is_claimed"] += 1
+        return await self.inner.is_claimed(key, now=now)
+
+    async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
+        self.calls["count"] += 1
+        return await self.inner.count(key, amount, now=now, ttl=ttl)
+
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        self.calls["remember"] += 1
+        return await self.inner.remember(key, member, now=now, ttl=ttl, limit=limit)
+
+    async def members(self, key: str, *, now: float) -> frozenset[str]:
+        self.calls["members"] += 1
+        return await self.inner.members(key, now=now)
+
+    def batch(self) -> AbstractAsyncContextManager[None]:
+        self.calls["batch"] += 1
+        return self.inner.batch()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def replay(path: Path, loaded: LoadedConfig, store: StateStore | None) -> RunStats:
+    stats = RunStats()
+    source = FileSource([str(path)], stats)
+    sink = JsonLinesSink(os.devnull)
+    pipeline = replay_pipeline(loaded, source, stats, Dispatcher.broadcast([sink]), state=store)
+
+    async def go() -> None:
+        try:
+            counts = await pipeline.run()
+            assert counts.messages_failed == 0, "a batch failed: see the log above"
+        finally:
+            await sink.aclose()
+            if store is not None:
+                await store.aclose()
+
+    asyncio.run(go())
+    return stats
+
+
+def best_of(rounds: int, work: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    configure_logging("warning", json=False)
+    OUT.mkdir(exist_ok=True)
+    corpus = OUT / f"corpus-{args.events}.jsonl"
+    if not corpus.exists():
+        write_corpus(corpus, args.events, "jsonl")
+
+    shipped = load_config(BENCH_CONFIG)
+    stateful = [d.id for d in shipped.detectors if d.stateful is not None]
+    stateless = dataclasses.replace(
+        shipped, detectors=tuple(d for d in shipped.detectors if d.stateful is None)
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        rounds = iter(range(1_000_000))
+
+        def on_sqlite() -> RunStats:
+            return replay(corpus, shipped, SqliteStore(Path(folder) / f"state-{next(rounds)}.db"))
+
+        baseline_s = best_of(args.rounds, lambda: replay(corpus, stateless, None))
+        memory_s = best_of(args.rounds, lambda: replay(corpus, shipped, MemoryStore()))
+        sqlite_s = best_of(args.rounds, on_sqlite)
+
+    counting = CountingStore(MemoryStore())
+    stats = replay(corpus, shipped, counting)
+    print(f"corpus: {args.events} events; best of {args.rounds} rounds; stateful: {', '.join(stateful)}")
+    print(f"stateless (the pack without them): {args.events / baseline_s:>9,.0f} events/s")
+    print(
+        f"with them, memory store:           {args.events / memory_s:>9,.0f} events/s "
+        f"= {baseline_s / memory_s:.2f}x the stateless speed"
+    )
+    print(
+        f"with them, SQLite store:           {args.events / sqlite_s:>9,.0f} events/s "
+        f"= {baseline_s / sqlite_s:.2f}x the stateless speed (target >= 0.8x)"
+    )
+    batches = counting.calls.pop("batch", 0)
+    per_thousand = {op: round(n * 1000 / args.events, 1) for op, n in sorted(counting.calls.items())}
+    stateful_alerts = {d: stats.alerts_by_detector[d] for d in stateful}
+    print(
+        f"store calls per 1,000 events: {sum(per_thousand.values()):.1f} {per_thousand}, in "
+        f"{batches * 1000 / args.events:.1f} batches (one per message that asked); "
+        f"stateful alerts: {stateful_alerts}"
+    )
+
+
+if __name__ == "__main__":
+    main()

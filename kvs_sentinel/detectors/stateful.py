@@ -1,0 +1,250 @@
+"""Stateful conditions, compiled: `threshold` and `first_seen`.
+
+A stateful detector first matches statelessly (its `match`), then its rule turns the matching event into an
+`Observation`: the event's time, its eventID, its group key and the value to remember. This is all
+synchronous and runs in the engine; asking the store what the observation means (a count crossing its
+threshold, a value new for its group) is left to `kvs_sentinel.stateful`, which the pipeline awaits.
+
+Time is the event's own `eventTime`, never the clock, so a replay of last month behaves as it did live.
+Windows are fixed and aligned on the epoch (`window` seconds each): events arriving late or out of order
+are counted in the window of their own time, as long as the store still holds it (README *Memory*: a day
+after the latest event, in SQLite).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from kvs_sentinel.detectors.codegen import generate_getter
+from kvs_sentinel.events import Event, Getter
+
+Derive = Literal["network"]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number of seconds or text such as `10m`, `1h`, `30d`; ValueError says why not."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        found = _DURATION.match(str(value))
+        if found is None:
+            raise ValueError(f"{value!r} is not a duration: write seconds, or a number with s, m, h or d")
+        seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"{value!r} is not a positive duration")
+    return seconds
+
+
+@functools.lru_cache(maxsize=65_536)  # a busy account's addresses repeat; parsing one costs microseconds
+def network_of(text: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) network of an address; anything else (a service name such as
+    `kinesisvideo.amazonaws.com`, `AWS Internal`) is its own network."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def event_epoch(event: Event) -> float:
+    """The event's `eventTime` in epoch seconds; ValueError when it has none a stateful rule can use."""
+    text = event.doc.eventTime
+    return _epoch(text) if type(text) is str else _refuse(text)
+
+
+@functools.lru_cache(maxsize=4096)  # a busy account's events share their seconds
+def _epoch(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return _refuse(text)
+    # CloudTrail writes UTC with a Z; a time without a zone is UTC too, never this machine's local time
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _refuse(text: Any) -> float:
+    raise ValueError(f"eventTime {text!r} is not an ISO 8601 time; a stateful detector judges on event time")
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """A field path, or several: the first the event has a plain value for."""
+
+    paths: tuple[str, ...]
+    getters: tuple[Getter, ...]
+
+    @property
+    def path(self) -> str:
+        return " or ".join(self.paths)
+
+    def of(self, event: Event) -> str | None:
+        for getter in self.getters:
+            value = getter(event)
+            if type(value) is str:
+                if value:
+                    return value
+            elif value is not None and not isinstance(value, dict | list):
+                return str(value)  # a number: an account id written without quotes
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Grouping:
+    fields: tuple[_Field, ...]
+
+    def values(self, event: Event) -> tuple[str, ...] | None:
+        values = []
+        for field in self.fields:
+            value = field.of(event)
+            if value is None:
+                return None  # a group without its key cannot be told apart from others: not judged
+            values.append(value)
+        return tuple(values)
+
+    def observe(self, event: Event, value: str | None) -> Observation | None:
+        values = self.values(event)
+        if values is None:
+            return None
+        group = values[0] if len(values) == 1 else json.dumps(values)
+        return Observation(event_epoch(event), _event_id(event), group, value, self, values)
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slow to build, and this is built per event
+class Observation:
+    """What a matching event says to a stateful rule, before the store is asked."""
+
+    at: float  # event time, epoch seconds
+    event_id: str | None
+    group: str  # the group's values as canonical text: part of every store key
+    value: str | None  # the distinct or first-seen value (after derivation); None for a plain count
+    grouping: _Grouping
+    group_values: tuple[str, ...]
+
+    @property
+    def shown_group(self) -> str:
+        """The group for people (only alerts need it)."""
+        pairs = zip(self.grouping.fields, self.group_values, strict=True)
+        return ", ".join(f"{field.path}={value}" for field, value in pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class _Value:
+    field: _Field
+    derive: Derive | None
+
+    @property
+    def path(self) -> str:
+        return self.field.path
+
+    @property
+    def described(self) -> str:
+        return self.path + (f" ({self.derive})" if self.derive else "")
+
+    def of(self, event: Event) -> str | None:
+        value = self.field.of(event)
+        if value is None:
+            return None
+        return network_of(value) if self.derive == "network" else value
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdRule:
+    """At least `count` matching events (or distinct values of a field) per group within one window."""
+
+    count: int
+    window: float
+    grouping: _Grouping
+    distinct: _Value | None
+
+    def observe(self, event: Event) -> Observation | None:
+        value = None
+        if self.distinct is not None:
+            value = self.distinct.of(event)
+            if value is None:
+                return None
+        return self.grouping.observe(event, value)
+
+    def window_start(self, at: float) -> float:
+        return at - at % self.window
+
+
+@dataclass(frozen=True, slots=True)
+class FirstSeenRule:
+    """A value (or its derived network) new for its group, once the group's learning period is over.
+
+    A group's learning starts when its first value is remembered; values expire `expiry` after they were
+    last seen, so a baseline follows change, and a group whose values all expired learns afresh."""
+
+    value: _Value
+    grouping: _Grouping
+    learning: float
+    expiry: float
+    max_values: int
+
+    def observe(self, event: Event) -> Observation | None:
+        value = self.value.of(event)
+        return None if value is None else self.grouping.observe(event, value)
+
+
+StatefulRule = ThresholdRule | FirstSeenRule
+
+
+def _event_id(event: Event) -> str | None:
+    value = event.doc.eventID
+    return value if isinstance(value, str) and value else None
+
+
+def compile_threshold(spec: Any) -> ThresholdRule:
+    """ValueError names the field at fault (`window: ...`)."""
+    if spec.derive is not None and spec.distinct is None:
+        raise ValueError("derive: applies to the distinct field, and there is none")
+    return ThresholdRule(
+        count=spec.count,
+        window=_field("window", parse_duration, spec.window),
+        grouping=_grouping(spec.group_by),
+        distinct=None if spec.distinct is None else _value("distinct", spec.distinct, spec.derive),
+    )
+
+
+def compile_first_seen(spec: Any) -> FirstSeenRule:
+    return FirstSeenRule(
+        value=_value("value", spec.value, spec.derive),
+        grouping=_grouping(spec.group_by),
+        learning=_field("learning", parse_duration, spec.learning),
+        expiry=_field("expiry", parse_duration, spec.expiry),
+        max_values=spec.max_values,
+    )
+
+
+def _field(name: str, compile_one: Any, value: Any) -> Any:
+    try:
+        return compile_one(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _grouping(choices: Sequence[str | list[str]]) -> _Grouping:
+    return _Grouping(tuple(_choice(f"group_by[{i}]", choice) for i, choice in enumerate(choices)))
+
+
+def _value(name: str, choice: str | list[str], derive: Derive | None) -> _Value:
+    return _Value(_choice(name, choice), derive)
+
+
+def _choice(name: str, choice: str | list[str]) -> _Field:
+    paths = (choice,) if isinstance(choice, str) else tuple(choice)
+    if not paths:
+        raise ValueError(f"{name}: an empty list of field paths")
+    return _Field(paths, tuple(_field(name, generate_getter, path) for path in paths))

@@ -1,0 +1,235 @@
+"""Judging stateful detectors through the state store: the asynchronous half of `threshold` and
+`first_seen` (detectors/stateful.py compiles them and turns matching events into observations).
+
+The engine stays synchronous: a stateful detector that matches leaves a `Pending` in the outcome, and the
+pipeline hands a message's pending checks here, in event order, before it delivers. Every decision is
+made with the store's atomic operations, so N tasks on one shared store decide as one task would.
+
+Idempotent: an SQS redelivery of an event (same eventID) never counts twice, and the event that made a
+detector alert makes it alert again when redelivered (the pipeline's dedupe then drops the alert if it was
+delivered): a delivery that failed is retried instead of lost.
+
+- threshold: each eventID is counted once per window (a claim); a distinct count is a set of values. The
+  first event to reach the threshold is recorded as the window's one alert (a set holding one eventID).
+- first_seen: the group's values are a set whose members expire `expiry` after they were last seen. A
+  value added to an empty set starts the group's learning period; a new value after it alerts, and its
+  eventID is recorded so that a redelivery of that event alerts again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from kvs_sentinel.alerts import Alert, build_alert
+from kvs_sentinel.detectors.compiler import Detector
+from kvs_sentinel.detectors.stateful import FirstSeenRule, Observation, StatefulRule, ThresholdRule
+from kvs_sentinel.engine import Pending
+from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.stats import RunStats
+
+_NO_EVENT_ID = "(no eventID)"
+DEFAULT_CACHE_SIZE = 200_000
+CacheKey = tuple[object, ...]  # (detector, group, [window start,] value)
+Known = tuple[float, frozenset[str]]  # (event time the store last confirmed the value, eventIDs that alerted)
+
+
+class StatefulJudge:
+    """Decides, through `store`, which pending stateful checks alert. With `learn`, every event is
+    remembered and counted as usual but nothing alerts (`replay --learn`: a baseline from history).
+
+    A local cache spares the store the common case, a value already known: once the store said a value
+    is in a group's baseline (or a window's distinct set), the same value is judged here, with no store
+    call, until a tenth of its expiry has passed (then one call refreshes its expiry) or for the rest of
+    its window. The cache also holds the eventIDs that alerted for the value, read from the store when it
+    was cached, so a redelivery of an alerting event still alerts again, whichever task alerted first.
+    """
+
+    def __init__(
+        self, store: StateStore, stats: RunStats, *, learn: bool = False, cache_size: int = DEFAULT_CACHE_SIZE
+    ) -> None:
+        self.store = store
+        self.stats = stats
+        self.learn = learn
+        self.cache_size = cache_size
+        self._known: dict[CacheKey, Known] = {}
+
+    async def judge(self, pending: Sequence[Pending]) -> list[Alert]:
+        """The alerts the pending checks give, in order; StateError when the store fails (the caller
+        retries the message: a stateful detector is never skipped on a guess)."""
+        alerts: list[Alert] = []
+        asking = [
+            item
+            for item in pending
+            if not self._quiet(item.plan.detector.id, item.plan.detector.stateful, item.observation)
+        ]
+        if not asking:
+            return alerts  # the common case, decided without a store call
+        learnt: dict[CacheKey, Known] = {}  # this message's, and no other worker's
+        async with self.store.batch():
+            decided = [(item, await self._ask(item, learnt)) for item in asking]
+        self._remember(learnt)  # only now: a batch that failed was undone, and so is what it taught
+        for item, details in decided:
+            if details is None or self.learn:
+                continue
+            detector = item.plan.detector
+            severity, because = item.plan.severity_for(item.event)
+            alert = build_alert(detector, item.event, severity, because)
+            alerts.append(msgspec.structs.replace(alert, details={**alert.details, **details}))
+            self.stats.alerts_by_detector[detector.id] += 1
+        return alerts
+
+    async def _ask(self, item: Pending, learnt: dict[CacheKey, Known]) -> dict[str, Any] | None:
+        """The alert's details if the store says the pending check alerts; what the store said about
+        known values goes into `learnt`."""
+        detector = item.plan.detector
+        rule = detector.stateful
+        if isinstance(rule, ThresholdRule):
+            return await self._threshold(detector.id, rule, item.observation, learnt)
+        if isinstance(rule, FirstSeenRule):
+            return await self._first_seen(detector.id, rule, item.observation, learnt)
+        return None
+
+    async def _threshold(
+        self, detector: str, rule: ThresholdRule, seen: Observation, learnt: dict[CacheKey, Known]
+    ) -> dict[str, Any] | None:
+        store, at = self.store, seen.at
+        start = rule.window_start(at)
+        window = f"threshold/{detector}/{rule.window:g}/{seen.group}/{start:.0f}"
+        alert_key = f"{window}/alert"
+        # every key of the window lives at least until the window ends: `at` is inside it
+        if rule.distinct is None:
+            counted = seen.event_id is None or await store.claim(
+                f"{window}/seen/{seen.event_id}", now=at, ttl=rule.window
+            )
+            total = await store.count(f"{window}/count", 1 if counted else 0, now=at, ttl=rule.window)
+            if total < rule.count or not await self._alerts_for(alert_key, seen, rule.window):
+                return None
+        else:
+            assert seen.value is not None  # observe() gives a value to a distinct count
+            distinct = f"{window}/distinct"
+            cached = (detector, seen.group, start, seen.value)
+            added = await store.remember(distinct, seen.value, now=at, ttl=rule.window, limit=rule.count)
+            total = added.size
+            if added.new:
+                # only the value that makes the count is the one that alerts
+                alerted = total >= rule.count and await self._alerts_for(alert_key, seen, rule.window)
+                learnt[cached] = (at, frozenset([seen.event_id or ""]) if alerted else frozenset())
+                if not alerted:
+                    return None
+            else:
+                alerted_by = await store.members(alert_key, now=at) if total >= rule.count else frozenset()
+                learnt[cached] = (at, alerted_by)
+                if seen.event_id not in alerted_by:
+                    return None
+        details: dict[str, Any] = {
+            "group": seen.shown_group,
+            "count": total,
+            "threshold": rule.count,
+            "window_seconds": rule.window,
+            "window_start": _iso(start),
+        }
+        if rule.distinct is not None:
+            details["distinct"] = rule.distinct.described
+            details["values"] = sorted(await store.members(f"{window}/distinct", now=at))
+        return details
+
+    async def _first_seen(
+        self, detector: str, rule: FirstSeenRule, seen: Observation, learnt: dict[CacheKey, Known]
+    ) -> dict[str, Any] | None:
+        store, at = self.store, seen.at
+        assert seen.value is not None  # observe() gives first_seen a value
+        group = baseline_key(detector, seen.group)
+        cached = (detector, seen.group, seen.value)
+        values = await store.remember(
+            f"{group}/values", seen.value, now=at, ttl=rule.expiry, limit=rule.max_values
+        )
+        novel = f"{group}/alerted/{seen.value}"
+        if values.full:
+            return None  # more values than max_values are live: nothing new can be told from the rest
+        if not values.new:
+            # a redelivery of the event that alerted alerts again; any other known value is quiet
+            alerted_by = await store.members(novel, now=at)
+            learnt[cached] = (at, alerted_by)
+            if seen.event_id not in alerted_by:
+                return None
+        elif values.size == 1 or await store.is_claimed(f"{group}/learning", now=at):
+            if values.size == 1:
+                await store.claim(f"{group}/learning", now=at, ttl=rule.learning)  # the group starts learning
+            learnt[cached] = (at, frozenset())
+            return None
+        elif self.learn:
+            learnt[cached] = (at, frozenset())
+        else:
+            await self._alerts_for(novel, seen, rule.expiry)
+            learnt[cached] = (at, frozenset([seen.event_id or ""]))
+        return {
+            "group": seen.shown_group,
+            "first_seen": seen.value,
+            "field": rule.value.described,
+            "known_values": values.size - 1 if values.new else values.size,
+        }
+
+    async def _alerts_for(self, key: str, seen: Observation, ttl: float) -> bool:
+        """Whether this event is the one that alerts for `key`: the first to ask, or that one again."""
+        member = seen.event_id or _NO_EVENT_ID
+        recorded = await self.store.remember(key, member, now=seen.at, ttl=ttl, limit=1)
+        return not recorded.full and (seen.event_id is not None or recorded.new)
+
+    def _quiet(self, detector: str, rule: StatefulRule | None, seen: Observation) -> bool:
+        """Whether the cache knows the value, lately confirmed by the store, and this is not an event
+        that alerted for it: then the event can give no alert, and the store need not be asked."""
+        if type(rule) is FirstSeenRule:
+            known = self._known.get((detector, seen.group, seen.value))
+            return (
+                known is not None
+                and abs(seen.at - known[0]) < rule.expiry / 10
+                and seen.event_id not in known[1]
+            )
+        if type(rule) is ThresholdRule and rule.distinct is not None:
+            known = self._known.get((detector, seen.group, rule.window_start(seen.at), seen.value))
+            return known is not None and seen.event_id not in known[1]  # the window bounds it
+        return False
+
+    def _remember(self, learnt: dict[CacheKey, Known]) -> None:
+        if len(self._known) + len(learnt) > self.cache_size:
+            self._known.clear()  # simplest bound: the store answers again, and the cache fills up anew
+        self._known.update(learnt)
+
+
+def baseline_key(detector: str, group: str) -> str:
+    """Where a first_seen detector keeps one group's baseline (`/values`, `/learning`, `/alerted/…`)."""
+    return f"first_seen/{detector}/{group}"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    detector: str
+    grouped_by: str
+    values: tuple[str, ...]
+    learning: bool
+
+
+async def baselines(
+    store: StateStore, detectors: Sequence[Detector], group: str, now: float
+) -> list[Baseline]:
+    """What each first_seen detector grouped by one field holds for `group` at `now` (if anything)."""
+    found = []
+    for detector in detectors:
+        rule = detector.stateful
+        if not isinstance(rule, FirstSeenRule) or len(rule.grouping.fields) != 1:
+            continue
+        key = baseline_key(detector.id, group)
+        values = await store.members(f"{key}/values", now=now)
+        if values:
+            learning = await store.is_claimed(f"{key}/learning", now=now)
+            found.append(Baseline(detector.id, rule.grouping.fields[0].path, tuple(sorted(values)), learning))
+    return found
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,332 @@
+"""Stateful detectors (`threshold`, `first_seen`) judged on event time through every state backend:
+windows, learning, expiry, idempotence under redelivery, several tasks on one store, the local cache,
+validation, and stateful examples (tests as data)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvs_sentinel.app import stateful_judge
+from kvs_sentinel.detectors.stateful import event_epoch
+from kvs_sentinel.errors import ConfigError
+from kvs_sentinel.examples import FORMS, run_examples
+from kvs_sentinel.state.base import StateError, StateStore
+from kvs_sentinel.state.registry import open_store
+from kvs_sentinel.state.sqlite import SqliteStore
+from kvs_sentinel.stats import RunStats
+from tests.aws_fixtures import moto_server
+from tests.support.state_tables import TABLE, make_table
+from tests.support.stateful_detectors import (
+    DAY,
+    DENIED_BURST,
+    HOUR,
+    MANY_NETWORKS,
+    MINUTE,
+    NEW_NETWORK,
+    OTHER,
+    PRODUCER,
+    START,
+    Judged,
+    call,
+    detector,
+    event_at,
+    load,
+)
+
+__all__ = ["moto_server"]
+
+
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
+    if request.param == "memory":
+        url = "memory"
+    elif request.param == "sqlite":
+        url = f"sqlite:{tmp_path / 'state.db'}"
+    else:
+        request.getfixturevalue("moto_server")
+        await make_table()
+        url = f"dynamodb:{TABLE}"
+    opened = await open_store(url)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+# ---------------------------------------------------------------- threshold
+
+
+async def test_a_burst_of_denied_calls_alerts_once_per_principal_and_window(
+    tmp_path: Path, store: StateStore
+) -> None:
+    judged = Judged(load(tmp_path, DENIED_BURST), store)
+    assert await judged(call(1, START, error="AccessDenied"), call(2, START + 60, error="AccessDenied")) == []
+    assert await judged(call(3, START + 120)) == []  # not denied: not matched, not counted
+    crossing = await judged(call(4, START + 180, error="AccessDeniedException"))
+    assert [alert.event_id for alert in crossing] == [call(4, 0)["eventID"]]
+    assert crossing[0].details["count"] == 3
+    assert crossing[0].details["window_start"] == "2026-01-01T00:00:00Z"
+    assert await judged(call(5, START + 240, error="AccessDenied")) == []  # one alert per window
+    other = [call(10 + i, START + 300, error="AccessDenied", principal=OTHER) for i in range(2)]
+    assert await judged(*other) == []  # counted apart from the first principal
+    next_window = [call(20 + i, START + 10 * MINUTE + i, error="AccessDenied") for i in range(3)]
+    assert len(await judged(*next_window)) == 1
+
+
+async def test_a_redelivered_event_is_counted_once(tmp_path: Path, store: StateStore) -> None:
+    judged = Judged(load(tmp_path, DENIED_BURST), store)
+    same = call(1, START, error="AccessDenied")
+    assert await judged(same, same, same, same) == []
+    assert (
+        len(await judged(call(2, START + 1, error="AccessDenied"), call(3, START + 2, error="AccessDenied")))
+        == 1
+    )
+
+
+async def test_a_redelivery_of_the_crossing_event_alerts_again_and_no_other_does(
+    tmp_path: Path, store: StateStore
+) -> None:
+    # the first delivery of its alert may have failed: the pipeline's dedupe drops it if it did not
+    judged = Judged(load(tmp_path, DENIED_BURST), store)
+    events = [call(i, START + i, error="AccessDenied") for i in range(1, 5)]
+    assert len(await judged(*events)) == 1
+    assert [a.event_id for a in await judged(events[2])] == [events[2]["eventID"]]
+    assert await judged(events[0], events[3]) == []
+
+
+async def test_late_events_count_in_the_window_of_their_own_time(tmp_path: Path, store: StateStore) -> None:
+    judged = Judged(load(tmp_path, DENIED_BURST), store)
+    assert await judged(call(1, START + 11 * MINUTE, error="AccessDenied")) == []
+    late = [call(2, START + 1, error="AccessDenied"), call(3, START + 2, error="AccessDenied")]
+    assert await judged(*late) == []  # 2 in the first window, 1 in the second
+    alerts = await judged(call(4, START + 3, error="AccessDenied"))
+    assert alerts[0].details["window_start"] == "2026-01-01T00:00:00Z"
+
+
+async def test_a_distinct_count_of_networks_alerts_at_the_third_network(
+    tmp_path: Path, store: StateStore
+) -> None:
+    judged = Judged(load(tmp_path, MANY_NETWORKS), store)
+    same_24 = [call(1, START, ip="198.51.100.7"), call(2, START + 1, ip="198.51.100.99")]
+    assert await judged(*same_24, call(3, START + 2, ip="2001:db8:1:2::1")) == []
+    assert await judged(call(4, START + 3, ip="2001:db8:1:ffff::9")) == []  # the same /48
+    alerts = await judged(call(5, START + 4, ip="203.0.113.50"))
+    assert alerts[0].details["values"] == ["198.51.100.0/24", "2001:db8:1::/48", "203.0.113.0/24"]
+    assert await judged(call(6, START + 5, ip="192.0.2.1")) == []
+    assert len(await judged(*(call(10 + i, START + HOUR + i, ip=f"10.{i}.0.1") for i in range(3)))) == 1
+
+
+# ---------------------------------------------------------------- first_seen
+
+
+async def test_a_new_network_alerts_only_after_the_learning_period(tmp_path: Path, store: StateStore) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), store)
+    learning = [
+        call(1, START, ip="198.51.100.7"),
+        call(2, START + HOUR, ip="203.0.113.9"),  # new, but the producer is still learning
+    ]
+    assert await judged(*learning) == []
+    assert await judged(call(3, START + 2 * DAY, ip="203.0.113.200")) == []  # learnt: same /24
+    alerts = await judged(call(4, START + 2 * DAY + 1, ip="192.0.2.1"))
+    assert alerts[0].details == {
+        "group": f"userIdentity.arn={PRODUCER}",
+        "first_seen": "192.0.2.0/24",
+        "field": "sourceIPAddress (network)",
+        "known_values": 2,
+    }
+    assert await judged(call(5, START + 2 * DAY + 2, ip="192.0.2.77")) == []  # now known
+    assert await judged(call(6, START + 2 * DAY + 3, ip="192.0.2.1", principal=OTHER)) == []  # new producer
+
+
+async def test_a_redelivery_of_the_first_seen_event_alerts_again(tmp_path: Path, store: StateStore) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), store)
+    await judged(call(1, START))
+    novel = call(2, START + 2 * DAY, ip="192.0.2.1")
+    assert len(await judged(novel)) == 1
+    assert len(await judged(novel)) == 1
+    assert await judged(call(3, START + 2 * DAY + 1, ip="192.0.2.1")) == []
+
+
+async def test_a_network_unseen_past_the_expiry_is_new_again(tmp_path: Path, store: StateStore) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), store)
+    await judged(call(1, START), call(2, START + HOUR, ip="192.0.2.1"))
+    for day in range(2, 40, 5):  # the first network stays in use, the second is forgotten
+        assert await judged(call(10 + day, START + day * DAY)) == []
+    assert len(await judged(call(99, START + 41 * DAY, ip="192.0.2.1"))) == 1
+
+
+async def test_learn_mode_remembers_without_alerting(tmp_path: Path, store: StateStore) -> None:
+    loaded = load(tmp_path, NEW_NETWORK)
+    learner = Judged(loaded, store, learn=True)
+    assert await learner(call(1, START), call(2, START + 2 * DAY, ip="192.0.2.1")) == []
+    live = Judged(loaded, store)
+    assert await live(call(3, START + 3 * DAY, ip="192.0.2.9")) == []  # learnt from history
+    assert len(await live(call(4, START + 3 * DAY, ip="203.0.113.1"))) == 1
+
+
+async def test_an_event_without_a_readable_time_is_reported_not_skipped(tmp_path: Path) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), await open_store("memory"))
+    alerts = await judged({**call(1, START), "eventTime": "yesterday"})
+    assert [alert.detector_failed for alert in alerts] == [True]
+    assert "eventTime 'yesterday'" in alerts[0].details["detector_error"]
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("stateful", "expected"),
+    [
+        (
+            {"threshold": {"count": 3, "window": "ten minutes", "group_by": ["userIdentity.arn"]}},
+            "detectors[0] (memory-test).threshold: window: 'ten minutes' is not a duration",
+        ),
+        (
+            {"threshold": {"count": 3, "window": 60, "group_by": ["useridentity.arn"]}},
+            "detectors[0] (memory-test).threshold: group_by[0]: 'useridentity' is not a CloudTrail",
+        ),
+        (
+            {"threshold": {"count": 3, "window": 60, "group_by": ["eventSource"], "derive": "network"}},
+            "threshold: derive: applies to the distinct field, and there is none",
+        ),
+        (
+            {
+                "threshold": {"count": 3, "window": 60, "group_by": ["eventSource"]},
+                "first_seen": {
+                    "value": "sourceIPAddress",
+                    "group_by": ["eventSource"],
+                    "learning": 1,
+                    "expiry": 2,
+                },
+            },
+            "detectors[0] (memory-test): threshold and first_seen exclude each other",
+        ),
+        (
+            {
+                "first_seen": {
+                    "value": "sourceIPAddres",
+                    "group_by": ["eventSource"],
+                    "learning": "1d",
+                    "expiry": "0",
+                }
+            },
+            "detectors[0] (memory-test).first_seen: value: 'sourceIPAddres' is not a CloudTrail record field",
+        ),
+        (
+            {
+                "first_seen": {
+                    "value": "sourceIPAddress",
+                    "group_by": ["eventSource"],
+                    "learning": "1d",
+                    "expiry": "0d",
+                }
+            },
+            "first_seen: expiry: '0d' is not a positive duration",
+        ),
+    ],
+)
+def test_a_bad_stateful_condition_is_one_line_naming_detector_and_field(
+    tmp_path: Path, stateful: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, detector(**stateful))
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_pack_without_stateful_detectors_needs_no_store(tmp_path: Path) -> None:
+    assert stateful_judge(load(tmp_path, detector()), RunStats(), None) is None
+    assert stateful_judge(load(tmp_path, NEW_NETWORK), RunStats(), None) is not None
+
+
+# ---------------------------------------------------------------- the local cache, and several tasks
+
+
+async def test_a_known_value_is_judged_without_the_store(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    judged = Judged(load(tmp_path, NEW_NETWORK), store)
+    await judged(call(1, START), call(2, START + 2 * DAY))
+    await store.aclose()  # from here on, any store call fails
+    assert await judged(call(3, START + 2 * DAY + 60, ip="198.51.100.99")) == []  # known: no call
+    with pytest.raises(StateError):
+        await judged(call(4, START + 2 * DAY + 60, ip="192.0.2.1"))  # new: the store must say
+
+
+async def test_tasks_sharing_a_store_alert_once_and_a_redelivery_alerts_wherever_it_lands(
+    tmp_path: Path, store: StateStore
+) -> None:
+    loaded = load(tmp_path, NEW_NETWORK, MANY_NETWORKS)
+    first, second = Judged(loaded, store), Judged(loaded, store)
+    await first(call(1, START))
+    novel = call(2, START + 2 * DAY, ip="192.0.2.1")
+    assert [a.detector for a in await first(novel)] == ["memory-test"]
+    assert await second(call(3, START + 2 * DAY + 1, ip="192.0.2.2")) == []  # known through the store
+    assert len(await second(novel)) == 1  # the redelivery lands on the other task: it alerts again
+
+
+async def test_a_distinct_count_split_between_tasks_alerts_once(tmp_path: Path, store: StateStore) -> None:
+    loaded = load(tmp_path, MANY_NETWORKS)
+    first, second = Judged(loaded, store), Judged(loaded, store)
+    assert await first(call(1, START, ip="198.51.100.1")) == []
+    assert await second(call(2, START + 1, ip="203.0.113.1")) == []
+    crossing = call(3, START + 2, ip="192.0.2.1")
+    assert len(await first(crossing)) == 1
+    assert await second(call(4, START + 3, ip="192.0.2.2"), call(5, START + 4, ip="10.0.0.1")) == []
+    assert len(await second(crossing)) == 1  # redelivered to the other task
+
+
+# ---------------------------------------------------------------- tests as data
+
+
+def burst_example(alerts_at_third: int) -> dict[str, Any]:
+    denied = call(1, START, error="AccessDenied")
+    return {
+        "name": "three denials",
+        "steps": [
+            {"alerts": 0, "repeat": 2, "event": denied},
+            {"alerts": alerts_at_third, "event": {**denied, "eventID": "third"}},
+        ],
+    }
+
+
+def test_a_sequence_example_passes_in_every_form_when_each_step_gives_what_it_says(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {**DENIED_BURST, "examples": [burst_example(1)]})
+    results = run_examples(loaded.detectors)
+    assert [(r.form, r.passed) for r in results] == [(form, True) for form in FORMS]
+
+
+def test_a_sequence_example_names_the_step_that_gave_the_wrong_alerts(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {**DENIED_BURST, "examples": [burst_example(0)]})
+    problems = {r.problem for r in run_examples(loaded.detectors)}
+    assert problems == {"step 2: expected 0 alert(s), got 1"}
+
+
+@pytest.mark.parametrize(
+    ("example", "expected"),
+    [
+        (
+            {"name": "x", "expect": "match", "steps": [{"alerts": 1, "event": {}}]},
+            "steps say what to expect after each event: no expect beside them",
+        ),
+        (
+            {"name": "x", "steps": [{"alerts": 1, "event": {}}], "event": {}},
+            "an example has exactly one of event, file or steps",
+        ),
+        ({"name": "x", "event": {}}, "expect: match or no_match is required with event or file"),
+    ],
+)
+def test_a_malformed_example_is_a_one_line_load_error(
+    tmp_path: Path, example: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, {**DENIED_BURST, "examples": [example]})
+    assert str(caught.value).endswith("detectors[0] (memory-test).examples[0]: " + expected)
+
+
+def test_event_time_is_utc_whatever_the_zone_it_is_written_in() -> None:
+    for written in ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "2026-01-01T01:00:00+01:00"):
+        assert event_epoch(event_at(written)) == START
