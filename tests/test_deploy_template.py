@@ -47,6 +47,7 @@ TASK_ROLE_ACTIONS = {
     # the queue's messages (and, on the S3 path, the trail's log files) are encrypted with the stack's key
     "kms:Decrypt": {"Fn::If": ["MakeKey", {"Fn::GetAtt": ["EncryptionKey", "Arn"]}, {"Ref": "KmsKeyArn"}]},
 }
+KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 THE_KEY = {"Fn::If": ["MakeKey", {"Fn::GetAtt": ["EncryptionKey", "Arn"]}, {"Ref": "KmsKeyArn"}]}
 
 
@@ -391,6 +392,7 @@ def rendered_config(
         "AWS::AccountId": "111122223333",
         "Queue": "https://sqs.eu-west-1.amazonaws.com/111122223333/kvs-sentinel-events",
         "AlertTopic": "arn:aws:sns:eu-west-1:111122223333:kvs-sentinel-alerts",
+        "Key": KEY_ARN,
     }
 
     def substitute(text: str) -> str:
@@ -416,6 +418,7 @@ def test_rendered_configuration_is_valid_and_exits_before_the_stop_timeout(
     ]
     assert set(loaded.delivery.sinks) == {"slack", "sns"}
     assert "fc00::/7" in loaded.lists["trusted_networks"]
+    assert loaded.lists["sentinel_kms_keys"] == [KEY_ARN], "disabling the stack's key is critical"
     assert loaded.config.service.grace_seconds == 25
     assert loaded.config.service.iam_policy_lookup is False
     assert loaded.config.service.grace_seconds < container["StopTimeout"] <= 30

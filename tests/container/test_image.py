@@ -37,6 +37,7 @@ UID = "10001"
 HEALTH_PORT = 8080  # the port the image's HEALTHCHECK asks
 GRACE_SECONDS = 8
 EXAMPLE_ALERTS = 22
+MAX_GROWTH_BYTES = 150_000_000  # 91 MB measured (README, Container image)
 DETECTORS_PER_EVENT = 2  # a producer reading video from an untrusted address: media read + source ip
 SENTINEL_YAML = f"""\
 packs: [builtin:kvs]
@@ -95,6 +96,9 @@ def test_the_image_runs_as_a_non_root_user_with_exactly_the_locked_dependencies(
             installed[canonicalize_name(name)] = version
     assert installed == locked_runtime_set()
     assert any(line.startswith("kvs-sentinel @ file:") for line in frozen), "the wheel, with --no-deps"
+    # the README states the size over the base: a dependency or a stray layer that doubles it fails here
+    grown = image.size() - image.size(image.base)
+    assert 0 < grown < MAX_GROWTH_BYTES, f"the image adds {grown / 1e6:.1f} MB to its base"
 
 
 def test_replay_without_a_network_on_a_read_only_root_gives_the_example_alerts_from_prebuilt_bytecode(
