@@ -8,6 +8,7 @@ Deselected from the default run (marker `container`); `.ci/run` runs them after 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -195,7 +196,15 @@ async def test_run_alerts_eventbridge_events_to_slack_turns_healthy_and_stops_wi
             options += ["--env", f"KVS_SENTINEL_CONFIG_YAML={SENTINEL_YAML}"]
             container = Container(image, *common, *options, command=tuple(task_definition_command()))
         containers.append(container)
-        await wait_until(lambda: container.logged("run_started"), 60, lambda: f"start-up: {container.logs()}")
+
+        # each look is a `docker` subprocess: in a thread, so the fake Slack on this loop keeps answering
+        async def started() -> list[dict[str, Any]]:
+            return await asyncio.to_thread(container.logged, "run_started")
+
+        async def healthy() -> bool:
+            return await asyncio.to_thread(container.health) == "healthy"
+
+        await wait_until(started, 60, lambda: f"start-up: {container.logs()}")
 
         numbers = range(1, 4)
         await put_through_eventbridge(arn, numbers)
@@ -204,7 +213,7 @@ async def test_run_alerts_eventbridge_events_to_slack_turns_healthy_and_stops_wi
             lambda: len(slack.payloads) >= expected, 30, lambda: f"Slack posts: {container.logs()}"
         )
         await wait_until(lambda: drained(url), 15, "the queue to drain")
-        await wait_until(lambda: container.health() == "healthy", 30, lambda: f"healthy: {container.state()}")
+        await wait_until(healthy, 30, lambda: f"healthy: {container.state()}")
 
         found = slack_alerts(slack)
         assert len(found) == len(set(found)) == expected
@@ -213,7 +222,7 @@ async def test_run_alerts_eventbridge_events_to_slack_turns_healthy_and_stops_wi
             diff = docker("diff", container.name).stdout.split()
             assert diff == [], f"the sentinel wrote to its root filesystem: {diff}"
 
-        took = container.stop(grace=GRACE_SECONDS + 12)
+        took = await asyncio.to_thread(container.stop, GRACE_SECONDS + 12)
         state: dict[str, Any] = container.state()
         assert state["ExitCode"] == 0, container.logs()[-3000:]
         assert took < GRACE_SECONDS, f"docker stop took {took:.1f} s"
