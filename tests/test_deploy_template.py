@@ -44,7 +44,11 @@ TASK_ROLE_ACTIONS = {
     "iam:GetPolicy": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*"},
     "iam:GetPolicyVersion": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*"},
     "iam:ListPolicies": "*",
+    # the queue's messages (and, on the S3 path, the trail's log files) are encrypted with the stack's key
+    "kms:Decrypt": {"Fn::If": ["MakeKey", {"Fn::GetAtt": ["EncryptionKey", "Arn"]}, {"Ref": "KmsKeyArn"}]},
 }
+KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+THE_KEY = {"Fn::If": ["MakeKey", {"Fn::GetAtt": ["EncryptionKey", "Arn"]}, {"Ref": "KmsKeyArn"}]}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +97,8 @@ def too_broad(resource: Any) -> bool:
 
 
 def test_no_policy_allows_a_wildcard_action_or_a_star_resource(template: dict[str, Any]) -> None:
-    found = list(statements(template["Resources"]))
+    # a key policy's "*" is the key itself: test_the_stacks_key_lets_each_service_only_what_it_needs
+    found = list(statements({n: r for n, r in template["Resources"].items() if r["Type"] != "AWS::KMS::Key"}))
     kinds = {r["Type"] for r in template["Resources"].values() if list(statements(r))}
     assert {"AWS::IAM::Role", "AWS::SQS::QueuePolicy", "AWS::S3::BucketPolicy"} <= kinds
     problems = []
@@ -173,8 +178,7 @@ def test_execution_role_reads_only_the_slack_secret_and_decrypts_only_with_a_giv
 def test_queue_is_encrypted_and_dead_letters_to_an_encrypted_dlq(template: dict[str, Any]) -> None:
     queue = template["Resources"]["Queue"]["Properties"]
     dlq = template["Resources"]["DeadLetterQueue"]["Properties"]
-    assert queue["SqsManagedSseEnabled"] is True
-    assert dlq["SqsManagedSseEnabled"] is True
+    assert queue["KmsMasterKeyId"] == dlq["KmsMasterKeyId"] == THE_KEY
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
         "maxReceiveCount": 5,
@@ -303,6 +307,66 @@ def test_task_runs_on_fargate_with_health_check_stop_timeout_and_logs(template: 
     assert template["Resources"]["LogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
+def test_the_trail_the_queues_and_the_logs_use_the_given_key_or_one_the_stack_makes(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    assert resources["Trail"]["Properties"]["KMSKeyId"] == THE_KEY
+    assert resources["LogGroup"]["Properties"]["KmsKeyId"] == THE_KEY
+    assert template["Parameters"]["KmsKeyArn"]["Default"] == ""
+    assert template["Conditions"]["MakeKey"] == {
+        "Fn::And": [{"Condition": "IsSentinel"}, {"Fn::Equals": [{"Ref": "KmsKeyArn"}, ""]}]
+    }
+    key = resources["EncryptionKey"]
+    assert (key["Condition"], key["DeletionPolicy"]) == ("MakeKey", "Retain")
+    assert key["Properties"]["EnableKeyRotation"] is True
+
+
+def test_the_stacks_key_lets_each_service_only_what_it_needs(template: dict[str, Any]) -> None:
+    policy = template["Resources"]["EncryptionKey"]["Properties"]["KeyPolicy"]
+    by_principal = {}
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert statement["Resource"] == "*", "in a key policy, * is this key"
+        principal = statement["Principal"]
+        name = principal.get("Service") or principal["AWS"]
+        by_principal.setdefault(json.dumps(name), []).append(statement)
+    (account,) = by_principal.pop(
+        json.dumps({"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"})
+    )
+    assert account["Action"] == "kms:*", "the account delegates to IAM (the default key policy)"
+    trail = by_principal.pop(json.dumps("cloudtrail.amazonaws.com"))
+    encrypt = next(s for s in trail if s["Action"] == "kms:GenerateDataKey*")
+    assert encrypt["Condition"]["StringEquals"]["aws:SourceArn"]["Fn::Sub"].endswith(
+        ":trail/${AWS::StackName}-trail"
+    )
+    (events,) = by_principal.pop(json.dumps("events.amazonaws.com"))
+    assert sorted(events["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert events["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    (logs,) = by_principal.pop(json.dumps({"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}))
+    log_group = logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]["Fn::Sub"]
+    assert log_group.endswith(":log-group:/ecs/${AWS::StackName}")
+    assert template["Resources"]["LogGroup"]["Properties"]["LogGroupName"] == {
+        "Fn::Sub": "/ecs/${AWS::StackName}"
+    }
+    assert not by_principal, f"no one else: {list(by_principal)}"
+
+
+def test_task_has_a_read_only_root_and_writes_its_configuration_to_a_tmp_volume(
+    template: dict[str, Any],
+) -> None:
+    task = template["Resources"]["TaskDefinition"]["Properties"]
+    container = the_container(template)
+    assert container["ReadonlyRootFilesystem"] is True
+    (mount,) = container["MountPoints"]
+    assert (mount["ContainerPath"], mount["ReadOnly"]) == ("/tmp", False)
+    (volume,) = task["Volumes"]
+    assert volume == {"Name": mount["SourceVolume"]}, "task storage: no host path, nothing shared"
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["KVS_SENTINEL_CONFIG"].startswith("/tmp/")
+    assert '> "$KVS_SENTINEL_CONFIG"' in container["Command"][-1], "the only write: the rendered config"
+
+
 def test_producer_parameters_default_to_the_packs_own_lists(template: dict[str, Any]) -> None:
     lists = yaml.safe_load(PACK.read_text())["lists"]
     parameters = template["Parameters"]
@@ -328,6 +392,7 @@ def rendered_config(
         "AWS::AccountId": "111122223333",
         "Queue": "https://sqs.eu-west-1.amazonaws.com/111122223333/kvs-sentinel-events",
         "AlertTopic": "arn:aws:sns:eu-west-1:111122223333:kvs-sentinel-alerts",
+        "Key": KEY_ARN,
     }
 
     def substitute(text: str) -> str:
@@ -353,6 +418,7 @@ def test_rendered_configuration_is_valid_and_exits_before_the_stop_timeout(
     ]
     assert set(loaded.delivery.sinks) == {"slack", "sns"}
     assert "fc00::/7" in loaded.lists["trusted_networks"]
+    assert loaded.lists["sentinel_kms_keys"] == [KEY_ARN], "disabling the stack's key is critical"
     assert loaded.config.service.grace_seconds == 25
     assert loaded.config.service.iam_policy_lookup is False
     assert loaded.config.service.grace_seconds < container["StopTimeout"] <= 30
