@@ -27,6 +27,11 @@ PACK = ROOT / "config" / "packs" / "kvs.yaml"
 RESOURCE_STAR_ONLY = {
     "ecr:GetAuthorizationToken": "the registry token is account-wide; IAM supports only *",
     "iam:ListPolicies": "listing policies has no resource; IAM supports only *",
+    # only with AuditIntervalSeconds > 0 (the audit inside run), all read-only and account-wide
+    "iam:GetAccountAuthorizationDetails": "the whole account's identities: IAM supports only *",
+    "iam:GetAccountSummary": "account-wide counters: IAM supports only *",
+    "cloudtrail:DescribeTrails": "lists the trails: CloudTrail supports only *",
+    "events:ListRules": "lists the rules: EventBridge supports only *",
 }
 TASK_ROLE_ACTIONS = {
     "sqs:ReceiveMessage": {"Fn::GetAtt": ["Queue", "Arn"]},
@@ -44,6 +49,19 @@ TASK_ROLE_ACTIONS = {
     "iam:GetPolicy": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*"},
     "iam:GetPolicyVersion": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*"},
     "iam:ListPolicies": "*",
+    "iam:GetAccountAuthorizationDetails": "*",
+    "iam:GetAccountSummary": "*",
+    "cloudtrail:DescribeTrails": "*",
+    "events:ListRules": "*",
+    "iam:ListAccessKeys": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*"},
+    "iam:GetAccessKeyLastUsed": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*"},
+    "cloudtrail:GetTrailStatus": {"Fn::Sub": "arn:${AWS::Partition}:cloudtrail:*:${AWS::AccountId}:trail/*"},
+    "cloudtrail:GetEventSelectors": {
+        "Fn::Sub": "arn:${AWS::Partition}:cloudtrail:*:${AWS::AccountId}:trail/*"
+    },
+    "events:ListTargetsByRule": {
+        "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/*"
+    },
     # the queue's messages (and, on the S3 path, the trail's log files) are encrypted with the stack's key
     "kms:Decrypt": {"Fn::If": ["MakeKey", {"Fn::GetAtt": ["EncryptionKey", "Arn"]}, {"Ref": "KmsKeyArn"}]},
 }
@@ -146,7 +164,12 @@ def test_task_role_allows_exactly_the_sentinels_actions_on_its_own_resources(
         "UseSecurityHub",
         "LookUpPolicies",
         "LookUpPolicies",
+        "RunAudit",
+        "RunAudit",
+        "RunAudit",
+        "RunAudit",
     ]
+    assert template["Parameters"]["AuditIntervalSeconds"]["Default"] == 0, "opt-in"
     assert conditional[0]["Fn::If"][1]["Action"] == "s3:GetObject"
     assert conditional[1]["Fn::If"][1]["Action"] == "securityhub:BatchImportFindings"
     assert conditional[1]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
@@ -388,6 +411,7 @@ def rendered_config(
         "ProducerNames": '", "'.join(parameters["ProducerRoleNames"]["Default"].split(",")),
         "Networks": '", "'.join(parameters["TrustedNetworks"]["Default"].split(",")),
         "Lookup": parameters["JudgeCustomerPolicies"]["Default"],
+        "AuditSeconds": str(parameters["AuditIntervalSeconds"]["Default"]),
         "AWS::StackName": "kvs-sentinel",
         "AWS::AccountId": "111122223333",
         "Queue": "https://sqs.eu-west-1.amazonaws.com/111122223333/kvs-sentinel-events",
@@ -421,6 +445,7 @@ def test_rendered_configuration_is_valid_and_exits_before_the_stop_timeout(
     assert loaded.lists["sentinel_kms_keys"] == [KEY_ARN], "disabling the stack's key is critical"
     assert loaded.config.service.grace_seconds == 25
     assert loaded.config.service.iam_policy_lookup is False
+    assert loaded.config.service.audit_interval_seconds == 0
     assert loaded.config.service.grace_seconds < container["StopTimeout"] <= 30
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert environment["KVS_SENTINEL_CONFIG"] == "/tmp/sentinel.yaml"
