@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,28 +16,11 @@ from kvs_sentinel.state.base import Membership, StateError, StateStore
 from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
 from tests.aws_fixtures import aws_client, moto_server
-from tests.support.state_tables import TABLE, make_table
+from tests.support.state_tables import TABLE, make_table, store
 
-__all__ = ["moto_server"]
+__all__ = ["moto_server", "store"]
 
 NOW = 1_767_225_600.0  # 2026-01-01, the caller's clock (event time)
-
-
-@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
-    if request.param == "memory":
-        url = "memory"
-    elif request.param == "sqlite":
-        url = f"sqlite:{tmp_path / 'state' / 'state.db'}"
-    else:
-        request.getfixturevalue("moto_server")
-        await make_table()
-        url = f"dynamodb:{TABLE}"
-    opened = await open_store(url)
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
 
 
 async def test_the_first_claim_wins_until_it_expires(store: StateStore) -> None:

@@ -4,7 +4,6 @@ validation, and stateful examples (tests as data)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
 from kvs_sentinel.stats import RunStats
 from tests.aws_fixtures import moto_server
-from tests.support.state_tables import TABLE, make_table
+from tests.support.state_tables import store
 from tests.support.stateful_detectors import (
     DAY,
     DENIED_BURST,
@@ -37,24 +36,7 @@ from tests.support.stateful_detectors import (
     load,
 )
 
-__all__ = ["moto_server"]
-
-
-@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
-    if request.param == "memory":
-        url = "memory"
-    elif request.param == "sqlite":
-        url = f"sqlite:{tmp_path / 'state.db'}"
-    else:
-        request.getfixturevalue("moto_server")
-        await make_table()
-        url = f"dynamodb:{TABLE}"
-    opened = await open_store(url)
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
+__all__ = ["moto_server", "store"]
 
 
 # ---------------------------------------------------------------- threshold

@@ -1,7 +1,15 @@
-"""The DynamoDB table of the state store, made on moto as the stack makes it."""
+"""The DynamoDB table of the state store, made on moto as the stack makes it, and the `store` fixture:
+each test that takes it runs on memory, SQLite and DynamoDB (the test module imports `moto_server`)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.state.registry import open_store
 from tests.aws_fixtures import aws_client
 
 TABLE = "kvs-sentinel-state"
@@ -18,3 +26,20 @@ async def make_table() -> None:
         await dynamodb.update_time_to_live(
             TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
+
+
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
+    if request.param == "memory":
+        url = "memory"
+    elif request.param == "sqlite":
+        url = f"sqlite:{tmp_path / 'state' / 'state.db'}"
+    else:
+        request.getfixturevalue("moto_server")
+        await make_table()
+        url = f"dynamodb:{TABLE}"
+    opened = await open_store(url)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
