@@ -338,3 +338,32 @@ async def test_every_account_of_the_organization_through_the_audit_role(
     mismatched = await asyncio.to_thread(cli, "audit", "--config", str(config), "--accounts", "all")
     assert mismatched.returncode == 2
     assert "--accounts and --role-arn-template go together" in mismatched.stderr
+
+
+async def test_the_suggestion_learns_from_the_archive_in_s3_too(moto_server: str, tmp_path: Path) -> None:
+    stream = f"arn:aws:kinesisvideo:eu-west-1:{ACCOUNT}:stream/"
+    records = [call("PutMedia", "kvs-producer-cam1", 1, streamARN=stream + "porch/1700000000000")]
+    async with aws_client("s3") as s3:
+        await s3.create_bucket(Bucket="trail-archive")
+        folder = f"AWSLogs/{ACCOUNT}/CloudTrail/eu-west-1/2026/11/20/"
+        key = folder + f"{ACCOUNT}_CloudTrail_eu-west-1_20261120T1005Z_a.json"
+        await s3.put_object(Bucket="trail-archive", Key=key, Body=json.dumps({"Records": records}).encode())
+    config = tmp_path / "sentinel.yaml"
+    config.write_text(f"packs: [{PACK}]\n")
+    done = await asyncio.to_thread(
+        cli,
+        "audit",
+        "--config",
+        str(config),
+        "--suggest-policy",
+        "kvs-producer-cam1",
+        "s3://trail-archive/AWSLogs/",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["Statement"][0]["Resource"] == [stream + "porch/*"]
+    missing = await asyncio.to_thread(
+        cli, "audit", "--config", str(config), "--suggest-policy", "kvs-producer-cam1", str(tmp_path / "none")
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1].startswith("kvs-sentinel: ")
+    assert "Traceback" not in missing.stderr

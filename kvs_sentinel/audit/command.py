@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.audit.account import AccountState, identities_from_details
@@ -25,10 +26,11 @@ from kvs_sentinel.audit.suggest import dropped, role_usage, suggested_policy
 from kvs_sentinel.config import LoadedConfig
 from kvs_sentinel.decode import decode_all
 from kvs_sentinel.detectors.index import DetectorIndex
-from kvs_sentinel.errors import DeliveryError, InputError
+from kvs_sentinel.errors import DeliveryError, InputError, UsageError
 from kvs_sentinel.events import Event
 from kvs_sentinel.iam_policy import Scope
 from kvs_sentinel.sources.local import FileSource
+from kvs_sentinel.sources.s3_archive import ArchiveSource, TimeRange
 from kvs_sentinel.stats import RunStats
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -98,7 +100,11 @@ async def _suggest(args: argparse.Namespace, region: str) -> int:
             "kvs-sentinel: --suggest-policy needs CloudTrail files to learn from (PATH...)", file=sys.stderr
         )
         return EXIT_USAGE
-    usage = role_usage(role, [event async for event in _events(args.paths)])
+    try:
+        usage = role_usage(role, [event async for event in _events(args.paths)])
+    except (InputError, UsageError) as exc:
+        print(f"kvs-sentinel: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if not usage.streams:
         print(
             f"kvs-sentinel: no kinesisvideo call on a stream by role {role} in the files given",
@@ -133,11 +139,25 @@ async def _suggest(args: argparse.Namespace, region: str) -> int:
 
 
 async def _events(paths: list[str]) -> AsyncIterator[Event]:
-    source = FileSource(paths, RunStats())
-    if not source.names:
-        raise InputError("no input files found")
-    async for batch in source.messages():
-        for document in batch.documents:
-            for item in decode_all(document):
-                if isinstance(item, Event):
-                    yield item
+    """The events of local CloudTrail files, or of CloudTrail's archive for s3:// URLs; raises InputError
+    (LogFileError for S3) or UsageError."""
+    async with AsyncExitStack() as stack:
+        source: FileSource | ArchiveSource
+        if any(path.startswith("s3://") for path in paths):
+            from kvs_sentinel.archive_commands import listed, s3_urls
+            from kvs_sentinel.sources.s3 import s3_client
+
+            client = await stack.enter_async_context(s3_client())
+            stats = RunStats()
+            source = ArchiveSource(client, await listed(client, s3_urls(paths), TimeRange(), stats), stats)
+            found = bool(source.files)
+        else:
+            source = FileSource(paths, RunStats())
+            found = bool(source.names)
+        if not found:
+            raise InputError("no input files found")
+        async for batch in source.messages():
+            for document in batch.documents:
+                for item in decode_all(document):
+                    if isinstance(item, Event):
+                        yield item
