@@ -606,3 +606,25 @@ def test_service_scales_on_queue_depth(template: dict[str, Any]) -> None:
         assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
         assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["Queue", "QueueName"]}}]
     assert by_action["ScaleOutPolicy"]["Threshold"] == {"Ref": "ScaleOutQueueDepth"}
+
+
+def test_the_member_accounts_audit_role_allows_exactly_what_the_audit_reads(template: dict[str, Any]) -> None:
+    decoded, problems = decode(str(ROOT / "deploy" / "audit-role.yaml"))
+    assert not problems, problems
+    audit_template = json.loads(json.dumps(decoded))
+    role = audit_template["Resources"]["AuditRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": {"Ref": "AuditorPrincipalArn"}}, "only the auditor may assume it"
+    granted = {action for s in statements(role["Policies"]) for action in as_list(s["Action"])}
+    # the same reads the stack grants its own task role for the audit inside run
+    task_role = template["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    in_run = {
+        action
+        for statement in task_role
+        if isinstance(statement, dict) and statement.get("Fn::If", [None])[0] == "RunAudit"
+        for action in as_list(statement["Fn::If"][1]["Action"])
+    }
+    assert granted == in_run
+    assert all(action.split(":")[1].startswith(("Get", "List", "Describe")) for action in granted), (
+        "read-only"
+    )

@@ -50,6 +50,13 @@ def queue_urls(loaded: LoadedConfig) -> list[str]:
     return [url for url in urls if isinstance(url, str) and "${" not in url]
 
 
+def queue_account(url: str) -> str | None:
+    """The account in a queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME): each account's audit
+    checks only the queues (and rules) that are its own."""
+    parts = url.rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 and parts[-2].isdigit() else None
+
+
 async def run_audit(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     region = (
         args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -67,7 +74,8 @@ async def run_audit(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         if accounts:
             for account in accounts:
                 role = args.role_arn_template.format(account=account)
-                state = await collect_account(region, queue_urls(loaded), await assume(role, region))
+                own = [url for url in queue_urls(loaded) if queue_account(url) == account]
+                state = await collect_account(region, own, await assume(role, region))
                 findings += judge(state, loaded)
         else:
             findings = judge(await collect_account(region, queue_urls(loaded)), loaded)
