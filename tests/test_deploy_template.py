@@ -59,6 +59,10 @@ TASK_ROLE_ACTIONS = {
     "cloudtrail:GetEventSelectors": {
         "Fn::Sub": "arn:${AWS::Partition}:cloudtrail:*:${AWS::AccountId}:trail/*"
     },
+    # only with SharedState=true (the default): the state store's item calls, on the stack's table
+    "dynamodb:GetItem": {"Fn::GetAtt": ["StateTable", "Arn"]},
+    "dynamodb:PutItem": {"Fn::GetAtt": ["StateTable", "Arn"]},
+    "dynamodb:UpdateItem": {"Fn::GetAtt": ["StateTable", "Arn"]},
     "events:ListTargetsByRule": {
         "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/*"
     },
@@ -168,6 +172,7 @@ def test_task_role_allows_exactly_the_sentinels_actions_on_its_own_resources(
         "RunAudit",
         "RunAudit",
         "RunAudit",
+        "MakeStateTable",
     ]
     assert template["Parameters"]["AuditIntervalSeconds"]["Default"] == 0, "opt-in"
     assert conditional[0]["Fn::If"][1]["Action"] == "s3:GetObject"
@@ -412,6 +417,7 @@ def rendered_config(
         "Networks": '", "'.join(parameters["TrustedNetworks"]["Default"].split(",")),
         "Lookup": parameters["JudgeCustomerPolicies"]["Default"],
         "AuditSeconds": str(parameters["AuditIntervalSeconds"]["Default"]),
+        "State": "dynamodb:kvs-sentinel-StateTable-ABC123",
         "AWS::StackName": "kvs-sentinel",
         "AWS::AccountId": "111122223333",
         "Queue": "https://sqs.eu-west-1.amazonaws.com/111122223333/kvs-sentinel-events",
@@ -446,9 +452,26 @@ def test_rendered_configuration_is_valid_and_exits_before_the_stop_timeout(
     assert loaded.config.service.grace_seconds == 25
     assert loaded.config.service.iam_policy_lookup is False
     assert loaded.config.service.audit_interval_seconds == 0
+    assert loaded.config.service.state == "dynamodb:kvs-sentinel-StateTable-ABC123"
     assert loaded.config.service.grace_seconds < container["StopTimeout"] <= 30
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert environment["KVS_SENTINEL_CONFIG"] == "/tmp/sentinel.yaml"
+
+
+def test_the_state_table_is_shared_encrypted_and_expires_its_items(template: dict[str, Any]) -> None:
+    assert template["Parameters"]["SharedState"]["Default"] == "true"
+    table = template["Resources"]["StateTable"]
+    assert table["Condition"] == "MakeStateTable"
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    # the attribute kvs_sentinel/state/dynamodb.py writes and filters on
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert properties["SSESpecification"]["KMSMasterKeyId"] == THE_KEY
+    variables = the_container(template)["Environment"]
+    [rendered] = [e["Value"] for e in variables if e["Name"] == "KVS_SENTINEL_CONFIG_YAML"]
+    state = rendered["Fn::Sub"][1]["State"]
+    assert state == {"Fn::If": ["MakeStateTable", {"Fn::Sub": "dynamodb:${StateTable}"}, "memory"]}
 
 
 def test_security_hub_sink_is_configured_only_when_the_stack_enables_it(
