@@ -35,6 +35,7 @@ from kvs_sentinel.logs import configure_logging
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.sinks.stdout import JsonLinesSink
 from kvs_sentinel.sources.local import FileSource
+from kvs_sentinel.state.base import StateStore
 from kvs_sentinel.stats import RunStats
 
 HERE = Path(__file__).resolve().parent
@@ -60,17 +61,22 @@ def parse_only_records(path: Path) -> int:
         return len(orjson.loads(handle.read())["Records"])
 
 
-def replay(path: Path, loaded: LoadedConfig) -> RunStats:
+def replay(path: Path, loaded: LoadedConfig, store: StateStore | None = None) -> RunStats:
+    """One in-process replay into /dev/null; stateful detectors remember in `store` (closed after), or in
+    the pipeline's default memory store."""
     stats = RunStats()
     source = FileSource([str(path)], stats)
     sink = JsonLinesSink(os.devnull)
-    pipeline = replay_pipeline(loaded, source, stats, Dispatcher.broadcast([sink]))
+    pipeline = replay_pipeline(loaded, source, stats, Dispatcher.broadcast([sink]), state=store)
 
     async def go() -> None:
         try:
-            await pipeline.run()
+            counts = await pipeline.run()
+            assert counts.messages_failed == 0, "a batch failed: see the log above"
         finally:
             await sink.aclose()
+            if store is not None:
+                await store.aclose()
 
     asyncio.run(go())
     return stats

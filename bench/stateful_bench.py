@@ -14,23 +14,16 @@ The 200k-event replay corpus, replayed (best of N rounds, one process):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import os
 import tempfile
-import time
 from collections import Counter
-from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from bench.corpus import write_corpus
-from kvs_sentinel.app import replay_pipeline
-from kvs_sentinel.config import LoadedConfig, load_config
+from bench.replay_bench import best_of, replay
+from kvs_sentinel.config import load_config
 from kvs_sentinel.logs import configure_logging
-from kvs_sentinel.routing import Dispatcher
-from kvs_sentinel.sinks.stdout import JsonLinesSink
-from kvs_sentinel.sources.local import FileSource
 from kvs_sentinel.state.base import Membership, StateStore
 from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.state.sqlite import SqliteStore
@@ -74,34 +67,6 @@ class CountingStore:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-def replay(path: Path, loaded: LoadedConfig, store: StateStore | None) -> RunStats:
-    stats = RunStats()
-    source = FileSource([str(path)], stats)
-    sink = JsonLinesSink(os.devnull)
-    pipeline = replay_pipeline(loaded, source, stats, Dispatcher.broadcast([sink]), state=store)
-
-    async def go() -> None:
-        try:
-            counts = await pipeline.run()
-            assert counts.messages_failed == 0, "a batch failed: see the log above"
-        finally:
-            await sink.aclose()
-            if store is not None:
-                await store.aclose()
-
-    asyncio.run(go())
-    return stats
-
-
-def best_of(rounds: int, work: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
