@@ -37,6 +37,7 @@ from kvs_sentinel.config import load_config
 from kvs_sentinel.engine import Engine
 from kvs_sentinel.envelopes import normalise
 from kvs_sentinel.events import Event, Location
+from tests.support.sigma_cases import IAM_USER_CALL, merged, rule_cases
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,34 +49,11 @@ KNOWN_DIFFERENCES = {
     "aws_delete_saml_provider.yml": "`status: success`: CloudTrail records no status field; kvs-sentinel "
     "reads it as the call having succeeded (no errorCode), azuma looks for a field named status",
 }
-CASE_BASE = {  # as in tests/test_sigma_rules.py: an IAM user calling with the AWS CLI
-    "eventVersion": "1.09",
-    "eventTime": "2026-11-30T10:00:00Z",
-    "awsRegion": "eu-west-1",
-    "sourceIPAddress": "198.51.100.7",
-    "userAgent": "aws-cli/2.15.0",
-    "eventType": "AwsApiCall",
-    "recipientAccountId": "111122223333",
-    "userIdentity": {
-        "type": "IAMUser",
-        "arn": "arn:aws:iam::111122223333:user/alice",
-        "accountId": "111122223333",
-        "userName": "alice",
-    },
-}
-
-
-def merged(base: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in fields.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = merged(out[key], value) if both else value
-    return out
 
 
 def case_events() -> list[dict[str, Any]]:
-    cases = yaml.safe_load((SIGMA / "aws_cloudtrail_cases.yaml").read_text())
-    return [merged(CASE_BASE, case[kind]) for case in cases.values() for kind in ("match", "near_miss")]
+    cases = rule_cases()
+    return [merged(IAM_USER_CALL, case[kind]) for case in cases.values() for kind in ("match", "near_miss")]
 
 
 def corpus(count: int) -> list[bytes]:

@@ -17,36 +17,12 @@ from kvs_sentinel.engine import Engine
 from kvs_sentinel.envelopes import normalise
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import Event, Location
+from tests.support.sigma_cases import IAM_USER_CALL, SIGMA_DATA, merged, rule_cases
 
-DATA = Path(__file__).parent / "data" / "sigma"
+DATA = SIGMA_DATA
 RULES = DATA / "aws_cloudtrail"
-CASES: dict[str, dict[str, Any]] = yaml.safe_load((DATA / "aws_cloudtrail_cases.yaml").read_text())
-BASE = {
-    "eventVersion": "1.09",
-    "eventTime": "2026-11-30T10:00:00Z",
-    "eventSource": "iam.amazonaws.com",
-    "eventName": "ListUsers",
-    "awsRegion": "eu-west-1",
-    "sourceIPAddress": "198.51.100.7",
-    "userAgent": "aws-cli/2.15.0",
-    "eventType": "AwsApiCall",
-    "recipientAccountId": "111122223333",
-    "userIdentity": {
-        "type": "IAMUser",
-        "arn": "arn:aws:iam::111122223333:user/alice",
-        "accountId": "111122223333",
-        "userName": "alice",
-    },
-}
-
-
-def merged(base: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in fields.items():
-        out[key] = (
-            merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
+CASES = rule_cases()
+BASE = {**IAM_USER_CALL, "eventSource": "iam.amazonaws.com", "eventName": "ListUsers"}
 
 
 def event(fields: dict[str, Any], event_id: str = "e1") -> Event:
