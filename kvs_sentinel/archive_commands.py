@@ -50,10 +50,12 @@ async def listed(
     return list(seen.values())
 
 
-async def archive_source(args: argparse.Namespace, stats: RunStats, stack: AsyncExitStack) -> ArchiveSource:
-    """`replay`'s source for s3:// URLs, its client closed with `stack`. Raises UsageError or LogFileError."""
-    urls = s3_urls(args.paths)
-    time_range = time_range_of(args)
+async def archive_source(
+    paths: list[str], time_range: TimeRange, stats: RunStats, stack: AsyncExitStack
+) -> ArchiveSource:
+    """The source for s3:// URLs (`replay`, `audit --suggest-policy`), its client closed with `stack`.
+    Raises UsageError or LogFileError."""
+    urls = s3_urls(paths)
     client = await stack.enter_async_context(s3_client())
     return ArchiveSource(client, await listed(client, urls, time_range, stats), stats)
 

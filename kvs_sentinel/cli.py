@@ -488,9 +488,9 @@ async def _replay_source(
 ) -> FileSource | ArchiveSource | None:
     """Local files, or CloudTrail's archive in S3 for s3:// URLs; None when nothing was found."""
     if any(path.startswith("s3://") for path in args.paths):
-        from kvs_sentinel.archive_commands import archive_source
+        from kvs_sentinel.archive_commands import archive_source, time_range_of
 
-        archive = await archive_source(args, stats, stack)
+        archive = await archive_source(args.paths, time_range_of(args), stats, stack)
         return archive if archive.files else None
     if args.since or args.until:
         raise UsageError("--since and --until select log files in S3 by their key: give s3:// URLs")

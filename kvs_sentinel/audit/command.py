@@ -152,12 +152,9 @@ async def _events(paths: list[str]) -> AsyncIterator[Event]:
     async with AsyncExitStack() as stack:
         source: FileSource | ArchiveSource
         if any(path.startswith("s3://") for path in paths):
-            from kvs_sentinel.archive_commands import listed, s3_urls
-            from kvs_sentinel.sources.s3 import s3_client
+            from kvs_sentinel.archive_commands import archive_source
 
-            client = await stack.enter_async_context(s3_client())
-            stats = RunStats()
-            source = ArchiveSource(client, await listed(client, s3_urls(paths), TimeRange(), stats), stats)
+            source = await archive_source(paths, TimeRange(), RunStats(), stack)
             found = bool(source.files)
         else:
             source = FileSource(paths, RunStats())
