@@ -353,8 +353,13 @@ def _log_file_notification(doc: Doc, location: Location, index: int | None) -> I
             yield Malformed(where, "log file notification with a non-string bucket or key")
 
 
+def is_digest_key(key: str) -> bool:
+    """A CloudTrail digest file (integrity hashes, not events), by its place in the trail's layout."""
+    return "/CloudTrail-Digest/" in key or key.startswith("CloudTrail-Digest/")
+
+
 def _log_file_ref(bucket: str, key: str, where: str) -> Item:
-    if "/CloudTrail-Digest/" in key or key.startswith("CloudTrail-Digest/"):
+    if is_digest_key(key):
         return Skipped("digest_file", where)
     return LogFileRef(bucket, key, where)
 

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import structlog
 
-from kvs_sentinel.envelopes import Decodable, LogFileRef
+from kvs_sentinel.envelopes import Decodable, LogFileRef, is_digest_key
 from kvs_sentinel.errors import UsageError
 from kvs_sentinel.log_files import LogFileError
 from kvs_sentinel.sources.files import NOT_EVENT_SUFFIXES, SKIPPED_BY_NAME, approximate_events
@@ -163,7 +163,7 @@ async def list_log_files(
             async for page in paginator.paginate(**request):
                 for entry in page.get("Contents", ()):
                     key = entry["Key"]
-                    if "/CloudTrail-Digest/" in key or key.startswith("CloudTrail-Digest/"):
+                    if is_digest_key(key):
                         skip(SKIPPED_DIGESTS, f"s3://{url.bucket}/{key}")
                         continue
                     if key.endswith("/"):
