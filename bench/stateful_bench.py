@@ -45,6 +45,10 @@ class CountingStore:
         self.calls["claim"] += 1
         return await self.inner.claim(key, now=now, ttl=ttl)
 
+    async def release(self, key: str, *, expires_at: float) -> None:
+        self.calls["release"] += 1
+        await self.inner.release(key, expires_at=expires_at)
+
     async def is_claimed(self, key: str, *, now: float) -> bool:
         self.calls["is_claimed"] += 1
         return await self.inner.is_claimed(key, now=now)

@@ -14,7 +14,8 @@ from kvs_sentinel.log_files import LogFileReader
 from kvs_sentinel.metrics import Metrics
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.routing import Dispatcher, Router
-from kvs_sentinel.sinks.base import Sink
+from kvs_sentinel.shared_windows import SharedWindows
+from kvs_sentinel.sinks.base import Sink, SinkContext
 from kvs_sentinel.sinks.registry import build_sinks
 from kvs_sentinel.sources.base import Source
 from kvs_sentinel.state.base import StateStore
@@ -30,11 +31,13 @@ def configured_dispatcher(
     command: str,
     sinks: Mapping[str, Sink] | None = None,
     wrap: Callable[[Sink], Sink] | None = None,
+    shared_state: StateStore | None = None,
 ) -> Dispatcher:
     """The configured sinks (or `sinks` given in code: tests, benchmarks), routes, suppressions and
-    grouping. Sinks given in code take every alert unless the configuration routes them."""
+    grouping. Sinks given in code take every alert unless the configuration routes them. `shared_state`:
+    a store every task shares, through which grouping windows and Slack's pace are kept across tasks."""
     delivery = loaded.delivery
-    built = sinks if sinks is not None else build_sinks(delivery.sinks)
+    built = sinks if sinks is not None else build_sinks(delivery.sinks, SinkContext(state=shared_state))
     if not built:
         raise ConfigError(f"{loaded.path}: {command} needs a sinks section (see config/sentinel.yaml)")
     default = delivery.default_route if delivery.sinks else tuple(built)
@@ -43,6 +46,11 @@ def configured_dispatcher(
         Router(delivery.routes, default),
         suppressions=Suppressions(delivery.suppressions),
         grouping=delivery.grouping,
+        shared_windows=(
+            SharedWindows(shared_state, delivery.grouping.window_seconds)
+            if shared_state is not None
+            else None
+        ),
     )
 
 

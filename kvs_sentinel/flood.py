@@ -9,7 +9,8 @@ is sent rather than counted. The first alert of a key goes out at once and
 opens a window; repeats inside it are counted and become one summary alert when the window ends (or at
 shutdown, or when too many windows are open). State is per sink, so a sink that failed an alert still gets
 it when the message is redelivered, while the sinks that already have it count the redelivery as a
-duplicate of an event they have seen.
+duplicate of an event they have seen. With `shared` windows (a store every task shares), a window is
+opened by one task only: the others count their alerts into windows of their own (`shared_windows.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kvs_sentinel.alert_fields import AlertField, MatchField
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.detectors.operators import Test, compile_operator
+from kvs_sentinel.shared_windows import SharedWindows
 
 _MAX_SEEN_IDS = 1_000
 _SAMPLE_IDS = 5
@@ -133,6 +135,8 @@ class _Group:
     last: Alert | None = None
     seen_ids: set[str] = field(default_factory=set)
     sample_ids: list[str] = field(default_factory=list)
+    claim_expires_at: float | None = None  # the shared window this task opened
+    follower: bool = False  # another task opened the shared window and sent the first alert
 
 
 Closed = Literal["window_end", "shutdown", "evicted"]
@@ -140,9 +144,12 @@ _Key = tuple[str, str, tuple[str | None, ...]]
 
 
 class Grouper:
-    def __init__(self, spec: GroupingSpec, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, spec: GroupingSpec, clock: Clock = SYSTEM_CLOCK, shared: SharedWindows | None = None
+    ) -> None:
         self.spec = spec
         self.clock = clock
+        self.shared = shared if spec.window_seconds > 0 else None
         self._groups: OrderedDict[_Key, _Group] = OrderedDict()
         self._closed: list[tuple[str, Alert]] = []
         self.repeats = 0
@@ -164,7 +171,7 @@ class Grouper:
         values = tuple(getattr(alert, name) for name in self._fields(alert.detector))
         return sink, f"{alert.detector}/{alert.severity}", values
 
-    def observe(self, sink: str, alert: Alert) -> bool:
+    async def observe(self, sink: str, alert: Alert) -> bool:
         """True: send `alert` to `sink` now (then call `settle`). False: it was counted into a window."""
         if not self.enabled:
             return True
@@ -175,11 +182,34 @@ class Grouper:
             self._close(key, "window_end")
             group = None
         if group is None:
-            self._open(key, alert, now)
+            group = self._open(key, alert, now)
+            return await self._opened_here(key, group) or self._count(group, alert)
+        if group.follower:
+            # the shared window may have ended before this task's own: then this alert opens the next
+            assert self.shared is not None
+            expires_at = await self.shared.claim(key)
+            if expires_at is None:
+                return self._count(group, alert)
+            self._close(key, "window_end")
+            self._open(key, alert, now).claim_expires_at = expires_at
             return True
         if not group.delivered and not group.inflight:
             group.first, group.inflight = alert, True  # the first one failed: this one goes out instead
+            return await self._opened_here(key, group) or self._count(group, alert)
+        return self._count(group, alert)
+
+    async def _opened_here(self, key: _Key, group: _Group) -> bool:
+        """Whether this task holds the window (always, unless windows are shared and another task does)."""
+        if self.shared is None:
             return True
+        group.claim_expires_at = await self.shared.claim(key)
+        if group.claim_expires_at is not None:
+            return True
+        group.follower, group.inflight, group.delivered = True, False, True
+        group.seen_ids.clear()  # the alert is counted next, as a repeat of the other task's first
+        return False
+
+    def _count(self, group: _Group, alert: Alert) -> bool:
         if alert.event_id is not None and alert.event_id in group.seen_ids:
             self.duplicates += 1  # a redelivered message whose alert this sink already has
             return False
@@ -193,22 +223,27 @@ class Grouper:
                 group.sample_ids.append(alert.event_id)
         return False
 
-    def _open(self, key: _Key, alert: Alert, now: float) -> None:
+    def _open(self, key: _Key, alert: Alert, now: float) -> _Group:
         while len(self._groups) >= self.spec.max_groups:
             self._close(next(iter(self._groups)), "evicted")
         fields = self._fields(alert.detector)
-        self._groups[key] = _Group(fields, key[2], alert, now, now + self.spec.window_seconds)
+        group = self._groups[key] = _Group(fields, key[2], alert, now, now + self.spec.window_seconds)
         if alert.event_id is not None:
-            self._groups[key].seen_ids.add(alert.event_id)
+            group.seen_ids.add(alert.event_id)
+        return group
 
-    def settle(self, sink: str, alert: Alert, delivered: bool) -> None:
+    async def settle(self, sink: str, alert: Alert, delivered: bool) -> None:
         """Record whether the alert `observe` let through reached the sink."""
         if not self.enabled:
             return
-        group = self._groups.get(self._key(sink, alert))
+        key = self._key(sink, alert)
+        group = self._groups.get(key)
         if group is not None and group.first is alert:
             group.inflight = False
             group.delivered = delivered
+            if not delivered and self.shared is not None and group.claim_expires_at is not None:
+                await self.shared.release(key, group.claim_expires_at)  # its retry, anywhere, goes first
+                group.claim_expires_at = None
 
     def next_deadline(self) -> float | None:
         if self._closed:
@@ -250,7 +285,10 @@ class Grouper:
         same = ", ".join(
             f"{name} {value}" for name, value in zip(group.key_fields, group.key_values, strict=True) if value
         )
-        count = f"{group.repeats} more alert{'s' if group.repeats != 1 else ''}"
+        plural = "s" if group.repeats != 1 else ""
+        count = f"{group.repeats} more alert{plural}"
+        if group.follower:  # this task counted them; another task opened the window and sent the first
+            count = f"{group.repeats} alert{plural} counted by this task"
         details: dict[str, Any] = {
             "grouped": {
                 "repeats": group.repeats,
@@ -261,6 +299,7 @@ class Grouper:
                 "first_event_time": first.event_time,
                 "last_event_time": last.event_time,
                 "sample_event_ids": group.sample_ids,
+                **({"first_sent_by": "another task"} if group.follower else {}),
             }
         }
         return msgspec.structs.replace(

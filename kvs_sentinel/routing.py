@@ -24,6 +24,7 @@ from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.flood import Grouper, GroupingSpec, Suppressions
 from kvs_sentinel.severity import SEVERITY_NAMES, SeverityName
+from kvs_sentinel.shared_windows import SharedWindows
 from kvs_sentinel.sinks.base import Sink
 
 log = structlog.get_logger("kvs_sentinel.delivery")
@@ -96,11 +97,14 @@ class Dispatcher:
         suppressions: Suppressions | None = None,
         grouping: GroupingSpec | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        shared_windows: SharedWindows | None = None,
     ) -> None:
+        """`shared_windows`: grouping windows open once across the tasks sharing its store."""
         self.sinks = dict(sinks)
         self.router = router or Router((), tuple(self.sinks))
         self.suppressions = suppressions or Suppressions(())
-        self.grouper = Grouper(grouping or GroupingSpec.model_validate({"window_seconds": 0}), clock)
+        grouping = grouping or GroupingSpec.model_validate({"window_seconds": 0})
+        self.grouper = Grouper(grouping, clock, shared_windows)
         self.clock = clock
         self.counts = DeliveryCounts()
         self._retry_summaries: list[tuple[str, Alert, int]] = []
@@ -131,7 +135,7 @@ class Dispatcher:
                 self.counts.unrouted += 1
                 log.warning("alert_unrouted", detector=alert.detector, event_id=alert.event_id)
             for name in names:
-                if name in failures or not self.grouper.observe(name, alert):
+                if name in failures or not await self.grouper.observe(name, alert):
                     continue
                 delivered = False
                 try:
@@ -143,7 +147,7 @@ class Dispatcher:
                     if delivered:
                         accepted.append((name, alert))
                     else:
-                        self.grouper.settle(name, alert, False)
+                        await self.grouper.settle(name, alert, False)
         flush_failed: set[str] = set()
         for name in dict.fromkeys(name for name, _ in accepted):
             try:
@@ -153,7 +157,7 @@ class Dispatcher:
                 flush_failed.add(name)
         for name, alert in accepted:
             ok = name not in flush_failed  # a failed flush loses what send() had buffered
-            self.grouper.settle(name, alert, ok)
+            await self.grouper.settle(name, alert, ok)
             if ok:
                 self.counts.delivered[name] += 1
         if failures:

@@ -159,9 +159,16 @@ class Service:
         state_failing = self.pipeline is not None and self.pipeline.state_failing
         return all(source.ready for source in self.sources) and not state_failing
 
-    def dispatcher(self) -> Dispatcher:
+    def dispatcher(self, state: StateStore | None = None) -> Dispatcher:
+        """`state`: the store `service.state` names; when every task shares it (not `memory`), grouping
+        windows and Slack's pace are kept across tasks through it."""
+        shared = None if state is None or self.settings.state == "memory" else state
         return configured_dispatcher(
-            self.loaded, "run", self._sinks, wrap=lambda sink: MeteredSink(sink, self.metrics)
+            self.loaded,
+            "run",
+            self._sinks,
+            wrap=lambda sink: MeteredSink(sink, self.metrics),
+            shared_state=shared,
         )
 
     async def run(self) -> RunSummary:
@@ -189,7 +196,8 @@ class Service:
     async def _start(self, stack: AsyncExitStack) -> tuple[Pipeline, MergedSource, Dispatcher]:
         """Sinks, the S3 client, the health server and the queue checks; what is opened goes on `stack`."""
         settings = self.settings
-        dispatcher = self.dispatcher()
+        store = await self._state(stack)
+        dispatcher = self.dispatcher(store)
         stack.push_async_callback(dispatcher.aclose)
         s3 = await stack.enter_async_context(self.s3_factory(settings.s3_region))
         self.health = HealthServer(
@@ -206,7 +214,6 @@ class Service:
             await consumed.startup_check()
         if settings.iam_policy_lookup:
             await start_policy_lookup(stack, settings.iam_policy_refresh_seconds, self.iam_factory)
-        store = await self._state(stack)
         if settings.audit_interval_seconds:
             self._start_audit(stack, dispatcher, store)
         self.pipeline = run_pipeline(

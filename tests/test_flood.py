@@ -8,8 +8,13 @@ from pathlib import Path
 import pytest
 
 from kvs_sentinel.cli import main
+from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.flood import Grouper, GroupingSpec, Suppressions, SuppressionSpec
 from kvs_sentinel.routing import Dispatcher
+from kvs_sentinel.shared_windows import SharedWindows
+from kvs_sentinel.sinks.base import Sink
+from kvs_sentinel.state.base import StateError, StateStore
+from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.testing import FakeClock, RecordingSink
 from tests.support.alert_samples import sample_alert
 from tests.support.logging_reset import fresh_logging
@@ -162,19 +167,91 @@ async def test_a_single_alert_needs_no_summary() -> None:
     assert len(sink.alerts) == 1
 
 
-def test_too_many_open_windows_close_the_oldest_early() -> None:
+async def test_too_many_open_windows_close_the_oldest_early() -> None:
     grouper = Grouper(grouping(max_groups=2), FakeClock())
     for resource in ("a", "b"):
-        assert grouper.observe("slack", sample_alert(resource=resource, event_id=resource))
-        grouper.settle("slack", sample_alert(resource=resource), True)
-    assert not grouper.observe("slack", sample_alert(resource="a", event_id="a2"))
-    assert grouper.observe("slack", sample_alert(resource="c", event_id="c"))
+        assert await grouper.observe("slack", sample_alert(resource=resource, event_id=resource))
+        await grouper.settle("slack", sample_alert(resource=resource), True)
+    assert not await grouper.observe("slack", sample_alert(resource="a", event_id="a2"))
+    assert await grouper.observe("slack", sample_alert(resource="c", event_id="c"))
     assert grouper.open_groups == 2
     [(sink, summary)] = grouper.due()
     assert sink == "slack"
     assert summary.details["grouped"]["closed"] == "evicted"
 
 
-def test_grouping_off_sends_everything() -> None:
+async def test_grouping_off_sends_everything() -> None:
     grouper = Grouper(grouping(0), FakeClock())
-    assert all(grouper.observe("s", sample_alert()) for _ in range(5))
+    assert all([await grouper.observe("s", sample_alert()) for _ in range(5)])
+
+
+# ------------------------------------------------------------------ grouping shared by tasks
+
+
+def two_tasks(store: StateStore, clock: FakeClock, *sinks: Sink) -> list[Dispatcher]:
+    """Two tasks' dispatchers, each with its own sink, whose windows are shared through `store`."""
+    return [
+        Dispatcher(
+            {"slack": sink},
+            grouping=grouping(60),
+            clock=clock,
+            shared_windows=SharedWindows(store, 60, wall=clock.monotonic),
+        )
+        for sink in sinks
+    ]
+
+
+async def test_a_burst_split_between_two_tasks_sends_one_first_alert() -> None:
+    clock, store = FakeClock(), MemoryStore()
+    sinks = RecordingSink("slack"), RecordingSink("slack")
+    tasks = two_tasks(store, clock, *sinks)
+    for n in range(20):
+        await tasks[n % 2].deliver([sample_alert(event_id=f"e-{n}")])
+    assert [a.event_id for a in sinks[0].alerts] == ["e-0"]
+    assert sinks[1].alerts == []
+    clock.advance(60)
+    for task in tasks:
+        await task.emit_due()
+    repeats = [a.details["grouped"] for sink in sinks for a in sink.alerts if "grouped" in a.details]
+    assert sorted(r["repeats"] for r in repeats) == [9, 10]  # every alert is either the first or counted
+    assert [r.get("first_sent_by") for r in repeats] == [None, "another task"]
+    assert sinks[1].alerts[0].summary.startswith("10 alerts counted by this task like the first")
+
+
+async def test_the_next_shared_window_opens_on_whichever_task_gets_its_first_alert() -> None:
+    clock, store = FakeClock(), MemoryStore()
+    sinks = RecordingSink("slack"), RecordingSink("slack")
+    tasks = two_tasks(store, clock, *sinks)
+    await tasks[0].deliver([sample_alert(event_id="e-0")])
+    clock.advance(30)
+    await tasks[1].deliver([sample_alert(event_id="e-1")])  # task two's own window runs to 90 s
+    clock.advance(31)  # the shared window ended at 60 s
+    await tasks[1].deliver([sample_alert(event_id="e-2")])
+    await tasks[1].emit_due()  # task two's count of the window that ended
+    assert [a.event_id for a in sinks[1].alerts if "grouped" not in a.details] == ["e-2"]
+    assert [a.details["grouped"]["repeats"] for a in sinks[1].alerts if "grouped" in a.details] == [1]
+
+
+async def test_a_first_alert_that_fails_is_released_for_its_retry_on_another_task() -> None:
+    clock, store = FakeClock(), MemoryStore()
+    failing, healthy = RecordingSink("slack"), RecordingSink("slack")
+    failing.fail_next = 1
+    tasks = two_tasks(store, clock, failing, healthy)
+    with pytest.raises(DeliveryError):
+        await tasks[0].deliver([sample_alert(event_id="e-0")])
+    await tasks[1].deliver([sample_alert(event_id="e-0")])  # SQS redelivers the message to task two
+    assert [a.event_id for a in healthy.alerts] == ["e-0"]
+
+
+async def test_a_store_that_fails_leaves_each_task_to_decide_alone() -> None:
+    clock = FakeClock()
+    sinks = RecordingSink("slack"), RecordingSink("slack")
+    tasks = two_tasks(_UnreachableStore(), clock, *sinks)
+    for n in range(4):
+        await tasks[n % 2].deliver([sample_alert(event_id=f"e-{n}")])
+    assert [[a.event_id for a in sink.alerts] for sink in sinks] == [["e-0"], ["e-1"]]
+
+
+class _UnreachableStore(MemoryStore):
+    async def claim(self, key: str, *, now: float, ttl: float) -> bool:
+        raise StateError("dynamodb:t: put_item: could not connect", retryable=True)

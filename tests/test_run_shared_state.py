@@ -3,6 +3,10 @@ stateful detectors decide as one task would, however the events are split betwee
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -169,6 +173,93 @@ async def test_a_task_killed_mid_window_leaves_its_counts_and_redelivery_counts_
     await wait_until(lambda: drained(url), 15, "the queue to drain")
     await survivor.stop(within=15)
     assert stateful_alerts([out]) == {"kvs-denied-burst": 1}
+
+
+async def test_two_tasks_sharing_a_table_send_a_burst_once_and_keep_slacks_pace_together(
+    moto_server: str, tmp_path: Path, sentinels: list[Sentinel]
+) -> None:
+    await make_table()
+    url, _, dlq = await make_queue("kvs-sentinel-events")
+    interval = 0.5
+    async with FakeSlackWebhook(WallClock()) as slack:
+        sinks = (
+            "  security-slack:\n    type: slack\n    webhook_url: ${KVS_TEST_WEBHOOK}\n"
+            f"    min_interval_seconds: {interval}\n"
+        )
+        for i in (1, 2):
+            config, _ = write_config(
+                tmp_path,
+                f"task{i}",
+                url,
+                sinks,
+                state=f"dynamodb:{TABLE}",
+                grouping="{window_seconds: 600}",
+                max_in_flight=2,
+                pollers=1,
+            )
+            sentinels.append(Sentinel(config, tmp_path / f"task{i}.log", {"KVS_TEST_WEBHOOK": slack.url}))
+        for sentinel in sentinels:
+            await wait_until(lambda s=sentinel: s.logged("run_started"), 20, "start-up")
+
+        # a producer reading video: 16 reads of one stream (one grouping key), and one read of each of 8
+        # other streams (8 keys, 8 first alerts), interleaved so that both tasks get both kinds
+        burst = [media_read(300 + n, "frontdoor") for n in range(16)]
+        spread = [media_read(400 + n, f"backyard-{n}") for n in range(8)]
+        await send(url, *(event for pair in zip(burst, spread, strict=False) for event in pair), *burst[8:])
+        await wait_until(lambda: len(firsts(slack)) >= 9, 60, "the first alerts")
+        await wait_until(lambda: drained(url), 30, "the queue to drain")
+        for sentinel in sentinels:
+            await sentinel.stop(within=20)  # each task summarises what it counted
+
+    posts = read_posts(slack)
+    assert sorted(stream for stream, repeats, _ in posts if repeats is None) == sorted(
+        ["frontdoor"] + [f"backyard-{n}" for n in range(8)]
+    ), "N tasks sent a first alert each"
+    counted = [repeats for stream, repeats, _ in posts if stream == "frontdoor" and repeats is not None]
+    assert sum(counted) == 15, f"every other read is counted in a summary: {counted}"
+    assert any(by_other for _, _, by_other in posts), "one task took every message: the test proved nothing"
+    times = [post.at for post in slack.posts]
+    # one post per slot of `interval` across both tasks: two tasks pacing alone would take half the time
+    assert times[-1] - times[0] >= (len(times) - 2) * interval, times
+    assert await queue_counts(dlq) == (0, 0)
+
+
+class WallClock:
+    """The fake Slack's clock: the wall clock the tasks' shared pace is cut in slots of."""
+
+    def monotonic(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def media_read(n: int, stream: str) -> dict[str, Any]:
+    """The producer reading video (GetMedia): kvs-producer-media-read, the same key for one stream."""
+    event = envelope(n, "2026-02-01T08:00:00Z", PRODUCER, "198.51.100.7", eventName="GetMedia")
+    event["detail"]["requestParameters"] = {"streamName": stream}
+    return event
+
+
+def read_posts(slack: FakeSlackWebhook) -> list[tuple[str, int | None, bool]]:
+    """(stream, repeats counted or None for a first alert, whether another task sent the first) of each
+    kvs-producer-media-read post."""
+    found = []
+    for payload in slack.payloads:
+        text = json.dumps(payload)
+        if "kvs-producer-media-read" not in text:
+            continue
+        stream = re.search(r"GetMedia on (frontdoor|backyard-\d)", text)
+        assert stream, text[:500]
+        repeated = re.search(r"repeated (\d+) times", text)
+        found.append(
+            (stream.group(1), int(repeated.group(1)) if repeated else None, "counted by this task" in text)
+        )
+    return found
+
+
+def firsts(slack: FakeSlackWebhook) -> list[tuple[str, int | None, bool]]:
+    return [post for post in read_posts(slack) if post[1] is None]
 
 
 STATEFUL = {

@@ -21,6 +21,7 @@ from kvs_sentinel.errors import DeliveryError
 from kvs_sentinel.events import Location
 from kvs_sentinel.redact import redact, redact_url
 from kvs_sentinel.reveal import reveal_in_json
+from kvs_sentinel.sinks.shared_pacing import SharedPacer
 from kvs_sentinel.sinks.slack import (
     FIELD_LIMIT,
     HEADER_LIMIT,
@@ -31,6 +32,8 @@ from kvs_sentinel.sinks.slack import (
     accepted,
     slack_message,
 )
+from kvs_sentinel.state.base import StateError
+from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.stats import RunStats
 from kvs_sentinel.testing import FakeClock, FakeSlackWebhook, SlackReply
 from tests.support.alert_samples import make_sink, sample_alert
@@ -227,6 +230,55 @@ async def test_sinks_sharing_a_webhook_share_its_pace(
         await two.aclose()
     times = [post.at for post in clocked_slack.posts]
     assert all(b - a >= 1.0 for a, b in itertools.pairwise(times))
+
+
+async def test_tasks_sharing_a_store_share_the_webhook_pace(
+    clock: FakeClock, clocked_slack: FakeSlackWebhook
+) -> None:
+    store = MemoryStore()  # what two ECS tasks share: DynamoDB in production
+    config = SlackConfig.model_validate({"webhook_url": clocked_slack.url})
+    tasks = [
+        SlackSink(
+            f"task{n}",
+            config,
+            clock=clock,
+            pacer=SharedPacer(Pacer(clock, 1.0), store, clocked_slack.url, 1.0, clock, wall=clock.monotonic),
+        )
+        for n in (1, 2)
+    ]
+    try:
+        for n in range(3):
+            for task in tasks:  # each task's own pacer would let both post at once
+                await task.send(sample_alert(event_id=f"{task.name}-{n}"))
+    finally:
+        for task in tasks:
+            await task.aclose()
+    slots = [int(post.at) for post in clocked_slack.posts]
+    assert len(slots) == 6
+    assert len(set(slots)) == 6  # one post per second across both tasks
+
+
+async def test_a_failing_store_leaves_each_task_its_own_pace(
+    clock: FakeClock, clocked_slack: FakeSlackWebhook
+) -> None:
+    config = SlackConfig.model_validate({"webhook_url": clocked_slack.url})
+    pacer = SharedPacer(
+        Pacer(clock, 1.0), _UnreachableStore(), clocked_slack.url, 1.0, clock, wall=clock.monotonic
+    )
+    sink = SlackSink("alone", config, clock=clock, pacer=pacer)
+    try:
+        with capture_logs() as logs:
+            for n in range(2):
+                await sink.send(sample_alert(event_id=f"e{n}"))
+    finally:
+        await sink.aclose()
+    assert len(clocked_slack.posts) == 2
+    assert [entry["event"] for entry in logs].count("slack_pace_unshared") == 2
+
+
+class _UnreachableStore(MemoryStore):
+    async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
+        raise StateError("dynamodb:t: update_item: could not connect", retryable=True)
 
 
 async def test_real_time_pacing_holds_between_posts(slack: FakeSlackWebhook) -> None:

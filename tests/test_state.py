@@ -32,6 +32,16 @@ async def test_the_first_claim_wins_until_it_expires(store: StateStore) -> None:
     assert not await store.is_claimed("alert/d/never", now=NOW)
 
 
+async def test_a_released_claim_can_be_won_again_but_not_one_won_since(store: StateStore) -> None:
+    assert await store.claim("group/g", now=NOW, ttl=60)
+    await store.release("group/g", expires_at=NOW + 60)  # the first alert failed: its retry goes first
+    assert not await store.is_claimed("group/g", now=NOW + 1)
+    assert await store.claim("group/g", now=NOW + 1, ttl=60)
+    await store.release("group/g", expires_at=NOW + 60)  # a stale release: the claim is now another's
+    assert await store.is_claimed("group/g", now=NOW + 2)
+    await store.release("group/never", expires_at=NOW)  # nothing to undo is not an error
+
+
 async def test_concurrent_claims_have_exactly_one_winner(store: StateStore) -> None:
     results = await asyncio.gather(*(store.claim("first-alert", now=NOW, ttl=60) for _ in range(20)))
     assert results.count(True) == 1

@@ -31,6 +31,7 @@ from kvs_sentinel.redact import redact, redact_url
 from kvs_sentinel.retry import RetryPolicy
 from kvs_sentinel.reveal import reveal
 from kvs_sentinel.sinks.base import SinkContext, SinkCounts, register_sink
+from kvs_sentinel.sinks.shared_pacing import Pacing, SharedPacer
 from kvs_sentinel.sinks.slack_text import code, fit, mrkdwn_prose, notification, plain
 
 if TYPE_CHECKING:
@@ -273,14 +274,14 @@ class SlackSink:
         config: SlackConfig,
         *,
         clock: Clock = SYSTEM_CLOCK,
-        pacer: Pacer | None = None,
+        pacer: Pacing | None = None,
         transport: WebhookTransport | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self.clock = clock
-        self.pacer = pacer or Pacer(clock, config.min_interval_seconds)
+        self.pacer: Pacing = pacer or Pacer(clock, config.min_interval_seconds)
         self.transport = transport or AiohttpTransport()
         self.rng = rng or random.Random()
         self.counts = SinkCounts()
@@ -290,8 +291,13 @@ class SlackSink:
     @classmethod
     def from_config(cls, name: str, config: Any, context: SinkContext) -> SlackSink:
         assert isinstance(config, SlackConfig)
-        key = ("slack", config.webhook_url.get_secret_value())
-        pacer = context.shared.setdefault(key, Pacer(context.clock, config.min_interval_seconds))
+        url = config.webhook_url.get_secret_value()
+        pacer = context.shared.get(("slack", url))
+        if pacer is None:
+            pacer = Pacer(context.clock, config.min_interval_seconds)
+            if context.state is not None:  # every task shares the webhook's pace
+                pacer = SharedPacer(pacer, context.state, url, config.min_interval_seconds, context.clock)
+            context.shared["slack", url] = pacer
         return cls(name, config, clock=context.clock, pacer=pacer)
 
     def _redact(self, message: str) -> str:

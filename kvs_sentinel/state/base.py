@@ -5,6 +5,7 @@ Three operations cover what dedupe, grouping, thresholds and baselines need, and
 backend, so N tasks on one store decide as one task would:
 
 - `claim(key)`: set a key unless it is set; exactly one caller wins (dedupe, "first alert goes out now");
+  `release` undoes a claim whose purpose failed (the first alert was not delivered: its retry goes first);
 - `count(key, n)`: add to a counter that lives `ttl` seconds from its first add (a threshold's window is
   part of its key);
 - `remember(key, member)`: add a member to a bounded set, each member expiring `ttl` after it was last
@@ -53,6 +54,11 @@ class Membership(NamedTuple):
 class StateStore(Protocol):
     async def claim(self, key: str, *, now: float, ttl: float) -> bool:
         """Set `key` until `now + ttl` if it is absent or expired. True when this call set it."""
+        ...
+
+    async def release(self, key: str, *, expires_at: float) -> None:
+        """Undo a claim this caller won with `now + ttl == expires_at`. A claim that has since expired and
+        been won by another caller (its expiry differs) is left alone."""
         ...
 
     async def is_claimed(self, key: str, *, now: float) -> bool:

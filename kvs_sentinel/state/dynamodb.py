@@ -4,7 +4,8 @@ One item per key (`pk`), with `expires_at` (epoch seconds) as the table's TTL at
 expired items late (hours to days), so every condition and every read compares `expires_at` with `now`
 itself. Atomicity comes from single conditional writes:
 
-- claim: PutItem if absent or expired;
+- claim: PutItem if absent or expired; release: the claim's expiry set to 0 if it is still the one we set
+  (an UpdateItem, so the task role needs no DeleteItem);
 - count: UpdateItem ADD while unexpired, else a conditional PutItem that restarts the window;
 - remember: the members are a map member → expiry, updated by one conditional UpdateItem that refuses a
   new member once the map is full; expired members are removed when the map fills up.
@@ -14,6 +15,7 @@ The table: partition key `pk` (string), TTL on `expires_at`. deploy/sentinel.yam
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -42,6 +44,17 @@ class DynamoDbStore:
         except _ConditionFailed:
             return False
         return True
+
+    async def release(self, key: str, *, expires_at: float) -> None:
+        # a failed condition: expired and claimed again by another task, or gone: not ours to undo
+        with contextlib.suppress(_ConditionFailed):
+            await self._call(
+                "update_item",
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET #expires = :zero",
+                ConditionExpression="#expires = :ours",
+                ExpressionAttributeValues={":zero": _n(0), ":ours": _n(expires_at)},
+            )
 
     async def is_claimed(self, key: str, *, now: float) -> bool:
         item = await self._get(key)

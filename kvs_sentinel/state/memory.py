@@ -39,6 +39,10 @@ class MemoryStore:
         _bound(claims, self.max_keys)
         return True
 
+    async def release(self, key: str, *, expires_at: float) -> None:
+        if self._claims.get(key) == expires_at:
+            del self._claims[key]
+
     async def is_claimed(self, key: str, *, now: float) -> bool:
         return self._claims.get(key, now) > now
 

@@ -61,6 +61,9 @@ class SqliteStore:
         )
         return cursor.rowcount == 1
 
+    async def release(self, key: str, *, expires_at: float) -> None:
+        self._run("DELETE FROM claims WHERE key = ? AND expires_at = ?", (key, expires_at))
+
     async def is_claimed(self, key: str, *, now: float) -> bool:
         self._tick(now)
         row = self._run("SELECT 1 FROM claims WHERE key = ? AND expires_at > ?", (key, now)).fetchone()

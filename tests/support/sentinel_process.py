@@ -27,7 +27,13 @@ def free_port() -> int:
 
 
 def write_config(
-    tmp_path: Path, name: str, queue_url: str, sinks: str, state: str = "memory", **sqs: Any
+    tmp_path: Path,
+    name: str,
+    queue_url: str,
+    sinks: str,
+    state: str = "memory",
+    grouping: str = "{window_seconds: 0}",
+    **sqs: Any,
 ) -> tuple[Path, int]:
     """A run configuration on one queue; `state` is service.state (a shared one dedupes across tasks)."""
     port = free_port()
@@ -37,7 +43,7 @@ def write_config(
     path.write_text(
         f"packs: [{PACK}]\n"
         f"sinks:\n{sinks}"
-        "grouping: {window_seconds: 0}\n"
+        f"grouping: {grouping}\n"
         f"sources:\n  - type: sqs\n    queue_url: {queue_url}\n{lines}"
         f"service:\n  health_host: 127.0.0.1\n  health_port: {port}\n  grace_seconds: 8\n  close_seconds: 2\n"
         f"  state: {state!r}\n"
