@@ -28,7 +28,9 @@ SIGMA_PREFIX = "sigma:"
 
 
 class SentinelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build, here and on every model: a schema is built when first used, so a command pays only for
+    # the models it validates (start-up: most commands never validate a sink's or a check's options)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     packs: list[str] = [BUILTIN_PREFIX + "kvs"]
     lists: dict[str, list[str | int | float]] = {}
@@ -63,7 +65,7 @@ class LoadedConfig:
     lists: Mapping[str, Sequence[Any]]
     detectors: tuple[Detector, ...]
     packs: tuple[Path, ...]
-    delivery: DeliverySettings = DeliverySettings()
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)  # not built at import
     sources: tuple[SourceConfig, ...] = ()
     # `sinks.NAME.FIELD: VAR` for each variable left unset because the command does not deliver
     unset_env: tuple[str, ...] = ()
