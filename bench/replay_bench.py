@@ -193,6 +193,9 @@ def whole_processes(corpus: Path, rounds: int) -> None:
             "python": [sys.executable, "-c", "pass"],
         },
         rounds,
+        # as installed (pip and the container image compile bytecode): see bench/startup_bench.py
+        warmup=1,
+        drop=("PYTHONDONTWRITEBYTECODE",),
     )
     replay_t, parse_t = found["replay"], found["parse"]
     print(
