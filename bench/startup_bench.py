@@ -5,6 +5,9 @@ With `--against REF`, the build at that git ref (its `kvs_sentinel/`, exported i
 PYTHONPATH ahead of this checkout; same interpreter and dependencies) is measured in the same rounds, so
 a before/after comparison shares the machine's noise.
 
+`replay (this checkout)` finds the configuration and the pack already parsed (kvs_sentinel/parse_cache.py),
+as every run after the first does; `replay, no parse cache` parses them, as the first run does.
+
 Children may write bytecode (PYTHONDONTWRITEBYTECODE is unset for them) and one uncounted round runs
 first: an installed package has its bytecode (pip and the container image compile it), so a cold
 compile of every module is not what a user waits for.
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 from bench.whole_process import medians
+from kvs_sentinel.parse_cache import CACHE_DIR_ENV
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -56,11 +61,22 @@ def main() -> None:
     empty.write_bytes(b"")
     # PYTHONDONTWRITEBYTECODE="" still counts as set: the children get the variable removed instead
     replay = [sys.executable, "-m", "kvs_sentinel", "replay", "--no-progress", str(empty)]
-    commands = {"python -c pass": [sys.executable, "-c", "pass"], "replay (this checkout)": replay}
-    envs: dict[str, dict[str, str]] = {}
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "replay (this checkout)": replay,
+        "replay, no parse cache": replay,
+    }
+    # the parse cache in bench/out/, not the user's; a folder that cannot be made turns it off
+    envs = {
+        "replay (this checkout)": {CACHE_DIR_ENV: str(OUT / "cache")},
+        "replay, no parse cache": {CACHE_DIR_ENV: os.devnull},
+    }
     if args.against:
         commands[f"replay ({args.against})"] = replay
-        envs[f"replay ({args.against})"] = {"PYTHONPATH": str(export_ref(args.against))}
+        envs[f"replay ({args.against})"] = {
+            "PYTHONPATH": str(export_ref(args.against)),
+            CACHE_DIR_ENV: str(OUT / "cache"),
+        }
     found = medians(commands, args.rounds, envs=envs, cwd=OUT, warmup=1, drop=("PYTHONDONTWRITEBYTECODE",))
     bare = found["python -c pass"]
     print(f"start-up, median of {args.rounds} alternating rounds (target: replay < {TARGET_MS} ms wall)")

@@ -30,7 +30,8 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """
 
 
-def test_replay_does_not_import_what_only_other_commands_use(tmp_path: Path) -> None:
+def replay_modules(tmp_path: Path) -> list[str]:
+    """The modules loaded by a process that replayed an empty file with the shipped configuration."""
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     done = subprocess.run(
@@ -42,5 +43,18 @@ def test_replay_does_not_import_what_only_other_commands_use(tmp_path: Path) -> 
     )
     found = json.loads(done.stdout)
     assert found["code"] == 0
-    loaded = [m for m in found["modules"] if any(m == n or m.startswith(n + ".") for n in NOT_FOR_REPLAY)]
-    assert loaded == []
+    modules: list[str] = found["modules"]
+    return modules
+
+
+def loaded(modules: list[str], packages: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if any(m == p or m.startswith(p + ".") for p in packages)]
+
+
+def test_replay_does_not_import_what_only_other_commands_use(tmp_path: Path) -> None:
+    assert loaded(replay_modules(tmp_path), NOT_FOR_REPLAY) == []
+
+
+def test_a_second_replay_reads_the_parsed_configuration_without_the_yaml_parser(tmp_path: Path) -> None:
+    replay_modules(tmp_path)
+    assert loaded(replay_modules(tmp_path), ("yaml", "_yaml")) == []
