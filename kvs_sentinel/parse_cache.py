@@ -81,12 +81,15 @@ def _parser_identity() -> str:
 
 def _store(folder: Path, entry: Path, value: Any) -> None:
     try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:  # first, so that a read-only system pays nothing more
+        return
+    try:
         blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         _PlainData(io.BytesIO(blob)).load()  # only data the reader accepts is kept
     except Exception:  # a value the cache cannot hold is simply not kept
         return
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         _prune(folder)
         partial = entry.with_name(f"{entry.name}.{os.getpid()}.partial")
         with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
