@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from kvs_sentinel.config import LoadedConfig
 from kvs_sentinel.dedupe import AlertDeduper
@@ -11,7 +12,6 @@ from kvs_sentinel.engine import Engine, Processor
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.flood import Suppressions
 from kvs_sentinel.log_files import LogFileReader
-from kvs_sentinel.metrics import Metrics
 from kvs_sentinel.pipeline import Pipeline
 from kvs_sentinel.routing import Dispatcher, Router
 from kvs_sentinel.shared_windows import SharedWindows
@@ -22,6 +22,9 @@ from kvs_sentinel.state.base import StateStore
 from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.stateful import StatefulJudge
 from kvs_sentinel.stats import RunStats
+
+if TYPE_CHECKING:
+    from kvs_sentinel.metrics import Metrics  # prometheus_client: only `run` loads it
 
 EventTimeObserver = Callable[[object], object]
 

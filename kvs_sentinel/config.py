@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,9 @@ SIGMA_PREFIX = "sigma:"
 
 
 class SentinelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build, here and on every model: a schema is built when first used, so a command pays only for
+    # the models it validates (start-up: most commands never validate a sink's or a check's options)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     packs: list[str] = [BUILTIN_PREFIX + "kvs"]
     lists: dict[str, list[str | int | float]] = {}
@@ -64,7 +65,7 @@ class LoadedConfig:
     lists: Mapping[str, Sequence[Any]]
     detectors: tuple[Detector, ...]
     packs: tuple[Path, ...]
-    delivery: DeliverySettings = DeliverySettings()
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)  # not built at import
     sources: tuple[SourceConfig, ...] = ()
     # `sinks.NAME.FIELD: VAR` for each variable left unset because the command does not deliver
     unset_env: tuple[str, ...] = ()
@@ -74,7 +75,8 @@ class LoadedConfig:
 
 def shipped_config_dir() -> Path:
     """`config/` of a source checkout, or its copy inside the installed wheel."""
-    packaged = Path(str(resources.files("kvs_sentinel"))) / "_config"
+    # the package's folder, as importlib.resources.files would give it, without its ~10 ms of imports
+    packaged = Path(__file__).parent / "_config"
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parent.parent / "config"

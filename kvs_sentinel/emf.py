@@ -70,7 +70,7 @@ Sample = tuple[str, tuple[tuple[str, str], ...]]  # sample name, sorted labels
 class EmfConfig(BaseModel):
     """`service.cloudwatch_emf`: `true` for the defaults, or these options."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     namespace: str = Field("KvsSentinel", pattern=_NAMESPACE)
     interval_seconds: float = Field(60, ge=1, le=3600)

@@ -39,7 +39,7 @@ def _utc_today() -> dt.date:
 
 
 class SuppressionSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     match: dict[MatchField, str | list[str] | dict[str, Any]] = Field(min_length=1)
     reason: str = Field(min_length=3, description="why this is known noise; shown in validate and logs")
@@ -110,7 +110,7 @@ class Suppressions:
 
 
 class GroupingSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     window_seconds: float = Field(default=300, ge=0, le=86_400, description="0 turns grouping off")
     key: list[AlertField] = ["principal", "resource"]

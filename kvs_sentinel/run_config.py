@@ -35,7 +35,7 @@ DEFAULT_PORT = 8080  # as health.DEFAULT_PORT, without importing aiohttp into ev
 class SourceSpec(BaseModel):
     """Pass one of `sources[i]`: a `type`; the type's own Config checks the rest (pass two)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     type: str
 
@@ -43,7 +43,7 @@ class SourceSpec(BaseModel):
 class ServiceConfig(BaseModel):
     """How `run` behaves as a service: probes, shutdown, workers, dedupe and S3 limits."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     health_host: str = Field("0.0.0.0", description="where /healthz, /readyz and /metrics listen")
     health_port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="0: any free port")

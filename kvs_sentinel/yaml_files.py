@@ -3,33 +3,36 @@ the file, the line and column where known, and what to fix. Never a traceback.""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-from yaml.constructor import ConstructorError, SafeConstructor
-
+from kvs_sentinel import parse_cache
 from kvs_sentinel.errors import ConfigError
 
-# libyaml's parser reads the shipped pack ~8x faster than the pure-Python one: most of start-up otherwise.
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+@cache
+def _loader() -> type[Any]:
+    """SafeLoader (libyaml's when there: it reads the shipped pack ~8x faster than the pure-Python one)
+    whose impossible dates (`expires: 2027-13-45`) are errors with a position, not a ValueError from deep
+    inside the loader. Built on first use: a file found in the parse cache needs no YAML library."""
+    import yaml
+    from yaml.constructor import ConstructorError, SafeConstructor
 
-class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """SafeLoader whose impossible dates (`expires: 2027-13-45`) are errors with a position, not a
-    ValueError from deep inside the loader."""
+    safe_loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+    class Loader(safe_loader):  # type: ignore[valid-type,misc]
+        pass
 
-def _timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
-    try:
-        return SafeConstructor.construct_yaml_timestamp(loader, node)
-    except ValueError as exc:
-        raise ConstructorError(
-            None, None, f"{node.value!r} is not a date ({exc}); write dates as YYYY-MM-DD", node.start_mark
-        ) from None
+    def timestamp(loader: Loader, node: yaml.ScalarNode) -> Any:
+        try:
+            return SafeConstructor.construct_yaml_timestamp(loader, node)
+        except ValueError as exc:
+            problem = f"{node.value!r} is not a date ({exc}); write dates as YYYY-MM-DD"
+            raise ConstructorError(None, None, problem, node.start_mark) from None
 
-
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+    Loader.add_constructor("tag:yaml.org,2002:timestamp", timestamp)
+    return Loader
 
 
 def read_yaml(path: Path) -> Any:
@@ -45,8 +48,14 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(
             f"{path}:{line}:{column}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
         ) from None
+    return parse_cache.parsed(data, lambda: _parse(text, path))
+
+
+def _parse(text: str, path: Path) -> Any:
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
+        return yaml.load(text, Loader=_loader())  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

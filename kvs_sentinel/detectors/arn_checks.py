@@ -12,7 +12,7 @@ from kvs_sentinel.events import Event, field_getter
 
 
 class FieldArgument(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     field: str  # a CloudTrail field path; a list on the way fans out (requestParameters.targets.arn)
 

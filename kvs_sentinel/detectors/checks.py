@@ -22,7 +22,7 @@ class CheckFunction(Protocol):
 
 
 class NoArguments(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from kvs_sentinel.partitions import partition_of
 class PolicyGrantArguments(BaseModel):
     """Which part of what the event's policy grants in KVS makes the check match."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     # policyDocument; policyArn of an AWS managed (snapshot) or customer managed (IAM, in run) policy;
     # policyArn of an AWS managed policy only; any of them

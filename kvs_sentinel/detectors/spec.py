@@ -10,7 +10,7 @@ from kvs_sentinel.severity import SeverityName
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class StepSpec(_Strict):

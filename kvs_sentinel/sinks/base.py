@@ -84,7 +84,7 @@ class SinkContext:
 class SinkSpec(BaseModel):
     """Pass one of `sinks.<name>`: a `type`; the type's own `Config` checks the rest (pass two)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     type: str
 

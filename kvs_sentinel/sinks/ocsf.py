@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 from kvs_sentinel.alerts import Alert
@@ -43,6 +42,9 @@ Activity = Literal[1, 2]
 
 
 def product_version() -> str:
+    # imported here: importlib.metadata pulls in email, zipfile, csv... for every command otherwise
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("kvs-sentinel")
     except PackageNotFoundError:  # a source checkout that was never installed

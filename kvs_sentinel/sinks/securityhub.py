@@ -51,7 +51,7 @@ PERMANENT_CODES = frozenset({"InvalidInput", "InvalidInputException", "AccessDen
 
 
 class SecurityHubConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     region: str | None = Field(None, description="default: AWS_REGION (the hub the findings go to)")
     account_id: str | None = Field(

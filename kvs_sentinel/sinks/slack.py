@@ -232,7 +232,7 @@ class Pacer:
 
 
 class SlackConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     webhook_url: SecretStr = Field(description="write it as ${SLACK_WEBHOOK_URL}, never in the file")
     timeout_seconds: float = Field(10, gt=0, le=60)

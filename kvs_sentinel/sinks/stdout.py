@@ -29,7 +29,7 @@ REMEMBERED_FINDINGS = 10_000  # finding ids kept to tell an Update from a Create
 
 
 class JsonLinesConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     path: str | None = None
     """A file to write (truncated at start); absent or `-` means standard output."""

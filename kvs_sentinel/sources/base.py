@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from kvs_sentinel.envelopes import Decodable
 
@@ -83,6 +83,8 @@ class ConsumedSource(Source, Protocol):
 
 class SourceConfig(BaseModel):
     """Base of a source type's options (`sources[i]` without its `type`)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     def identity(self) -> str:
         """What two entries must not share (SQS: the queue URL): one source listed twice is an error."""

@@ -25,7 +25,7 @@ _REGION_IN_URL = re.compile(r"^(?:sqs[.-]([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amaz
 
 
 class SqsSourceConfig(SourceConfig):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     queue_url: str = Field(pattern=r"^https?://[^/\s]+/\d+/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
     region: str | None = Field(None, description="default: the queue URL's region, else AWS_REGION")
