@@ -27,14 +27,14 @@ import msgspec
 
 from kvs_sentinel.alerts import Alert, build_alert
 from kvs_sentinel.detectors.compiler import Detector
-from kvs_sentinel.detectors.stateful import FirstSeenRule, Observation, StatefulRule, ThresholdRule
+from kvs_sentinel.detectors.stateful import FirstSeenRule, Observation, ThresholdRule
 from kvs_sentinel.engine import Pending
 from kvs_sentinel.state.base import StateStore
 from kvs_sentinel.stats import RunStats
 
 _NO_EVENT_ID = "(no eventID)"
 DEFAULT_CACHE_SIZE = 200_000
-CacheKey = tuple[object, ...]  # (detector, group, [window start,] value)
+CacheKey = tuple[str, tuple[object, ...]]  # (detector, the observation's key: group, [window start,] value)
 Known = tuple[float, frozenset[str]]  # (event time the store last confirmed the value, eventIDs that alerted)
 
 
@@ -62,11 +62,9 @@ class StatefulJudge:
         """The alerts the pending checks give, in order; StateError when the store fails (the caller
         retries the message: a stateful detector is never skipped on a guess)."""
         alerts: list[Alert] = []
-        asking = [
-            item
-            for item in pending
-            if not self._quiet(item.plan.detector.id, item.plan.detector.stateful, item.observation)
-        ]
+        quiet = self.quiet
+        # the engine asked `quiet` already when given it; what another worker taught since is used here
+        asking = [item for item in pending if not quiet(item.plan.detector, item.observation)]
         if not asking:
             return alerts  # the common case, decided without a store call
         learnt: dict[CacheKey, Known] = {}  # this message's, and no other worker's
@@ -112,7 +110,7 @@ class StatefulJudge:
         else:
             assert seen.value is not None  # observe() gives a value to a distinct count
             distinct = f"{window}/distinct"
-            cached = (detector, seen.group, start, seen.value)
+            cached = (detector, (seen.group, start, seen.value))
             added = await store.remember(distinct, seen.value, now=at, ttl=rule.window, limit=rule.count)
             total = added.size
             if added.new:
@@ -144,7 +142,7 @@ class StatefulJudge:
         store, at = self.store, seen.at
         assert seen.value is not None  # observe() gives first_seen a value
         group = baseline_key(detector, seen.group)
-        cached = (detector, seen.group, seen.value)
+        cached = (detector, (seen.group, seen.value))
         values = await store.remember(
             f"{group}/values", seen.value, now=at, ttl=rule.expiry, limit=rule.max_values
         )
@@ -180,20 +178,20 @@ class StatefulJudge:
         recorded = await self.store.remember(key, member, now=seen.at, ttl=ttl, limit=1)
         return not recorded.full and (seen.event_id is not None or recorded.new)
 
-    def _quiet(self, detector: str, rule: StatefulRule | None, seen: Observation) -> bool:
+    def quiet(self, detector: Detector, seen: Observation) -> bool:
         """Whether the cache knows the value, lately confirmed by the store, and this is not an event
-        that alerted for it: then the event can give no alert, and the store need not be asked."""
-        if type(rule) is FirstSeenRule:
-            known = self._known.get((detector, seen.group, seen.value))
-            return (
-                known is not None
-                and abs(seen.at - known[0]) < rule.expiry / 10
-                and seen.event_id not in known[1]
-            )
-        if type(rule) is ThresholdRule and rule.distinct is not None:
-            known = self._known.get((detector, seen.group, rule.window_start(seen.at), seen.value))
-            return known is not None and seen.event_id not in known[1]  # the window bounds it
-        return False
+        that alerted for it: then the event can give no alert, and the store need not be asked. The
+        engine asks as it matches (Engine.quiet), so a quiet event is never queued for judging."""
+        key = seen.key
+        if key is None:
+            return False  # a plain count: every event counts
+        known = self._known.get((detector.id, key))
+        if known is None or seen.event_id in known[1]:
+            return False
+        rule = detector.stateful
+        # a distinct count's key holds its window, which bounds it; a baseline's value is refreshed in
+        # the store once a tenth of its expiry has passed
+        return type(rule) is not FirstSeenRule or abs(seen.at - known[0]) < rule.expiry / 10
 
     def _remember(self, learnt: dict[CacheKey, Known]) -> None:
         if len(self._known) + len(learnt) > self.cache_size:

@@ -4,16 +4,20 @@ validation, and stateful examples (tests as data)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kvs_sentinel.app import stateful_judge
+from kvs_sentinel.app import processor_for, stateful_judge
 from kvs_sentinel.detectors.stateful import event_epoch
+from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import ConfigError
+from kvs_sentinel.events import Location
 from kvs_sentinel.examples import FORMS, run_examples
 from kvs_sentinel.state.base import StateError, StateStore
+from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
 from kvs_sentinel.stats import RunStats
@@ -236,6 +240,24 @@ async def test_a_known_value_is_judged_without_the_store(tmp_path: Path) -> None
     assert await judged(call(3, START + 2 * DAY + 60, ip="198.51.100.99")) == []  # known: no call
     with pytest.raises(StateError):
         await judged(call(4, START + 2 * DAY + 60, ip="192.0.2.1"))  # new: the store must say
+
+
+async def test_the_engine_queues_no_check_for_a_value_the_judge_s_cache_knows(tmp_path: Path) -> None:
+    loaded = load(tmp_path, NEW_NETWORK, MANY_NETWORKS)
+    judged = Judged(loaded, MemoryStore())
+    novel = call(3, START + 2 * DAY + 30, ip="192.0.2.1")
+    assert [a.detector for a in await judged(call(1, START), call(2, START + 2 * DAY), novel)] == [
+        "memory-test"
+    ]
+    processor = processor_for(loaded, RunStats(), judge=judged.judge)
+
+    def queued(record: dict[str, Any]) -> list[str]:
+        outcome = processor.process(Document(json.dumps(record), Location("test")))
+        return [item.plan.detector.id for item in outcome.pending]
+
+    assert queued(call(4, START + 2 * DAY + 60, ip="198.51.100.99")) == []  # both know its /24
+    assert queued(call(5, START + 2 * DAY + 60, ip="203.0.113.1")) == ["memory-test", "many-networks"]
+    assert queued(novel) == ["memory-test"]  # a redelivery of the event that alerted: the store must say
 
 
 async def test_tasks_sharing_a_store_alert_once_and_a_redelivery_alerts_wherever_it_lands(

@@ -13,11 +13,12 @@ after the latest event, in SQLite).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -99,6 +100,16 @@ class _Field:
                 return str(value)  # a number: an account id written without quotes
         return None
 
+    def compiled(self) -> Callable[[Event], str | None]:
+        """`of` with its common case first: the first path holds a non-empty string."""
+        first, of = self.getters[0], self.of
+
+        def fast(event: Event) -> str | None:
+            value = first(event)
+            return value if type(value) is str and value else of(event)
+
+        return fast
+
 
 @dataclass(frozen=True, slots=True)
 class _Grouping:
@@ -113,13 +124,6 @@ class _Grouping:
             values.append(value)
         return tuple(values)
 
-    def observe(self, event: Event, value: str | None) -> Observation | None:
-        values = self.values(event)
-        if values is None:
-            return None
-        group = values[0] if len(values) == 1 else json.dumps(values)
-        return Observation(event_epoch(event), _event_id(event), group, value, self, values)
-
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass is slow to build, and this is built per event
 class Observation:
@@ -131,12 +135,64 @@ class Observation:
     value: str | None  # the distinct or first-seen value (after derivation); None for a plain count
     grouping: _Grouping
     group_values: tuple[str, ...]
+    # what a local cache of the store's answers knows this observation by, within its detector: (group,
+    # value) for first_seen, (group, window start, value) for a distinct count; None: never cached
+    key: tuple[object, ...] | None
 
     @property
     def shown_group(self) -> str:
         """The group for people (only alerts need it)."""
         pairs = zip(self.grouping.fields, self.group_values, strict=True)
         return ", ".join(f"{field.path}={value}" for field, value in pairs)
+
+
+Observe = Callable[[Event], Observation | None]
+
+
+def _observer(grouping: _Grouping, value: _Value | None, window: float | None) -> Observe:
+    """One closure per rule that turns a matching event into its observation: stateful detectors match
+    a large share of the events (every producer call), so this runs on the hot path and inlines what
+    `_Value.of`, `_Grouping.values` and `event_epoch` do, keeping them as the general (slow) path.
+
+    `value` None: a plain count (no value); `window` None: first_seen (the key has no window)."""
+    group_of = grouping.fields[0].compiled() if len(grouping.fields) == 1 else None
+    value_of = None if value is None else value.field.compiled()
+    derive = network_of if value is not None and value.derive == "network" else None
+
+    def observe(event: Event) -> Observation | None:
+        seen: str | None = None
+        if value_of is not None:
+            seen = value_of(event)
+            if seen is None:
+                return None
+            if derive is not None:
+                seen = derive(seen)
+        if group_of is not None:
+            group = group_of(event)
+            if group is None:
+                return None  # a group without its key cannot be told apart from others: not judged
+            values: tuple[str, ...] = (group,)
+        else:
+            found = grouping.values(event)
+            if found is None:
+                return None
+            values, group = found, json.dumps(found)
+        doc = event.doc
+        text = doc.eventTime
+        at = _epoch(text) if type(text) is str else _refuse(text)
+        event_id = doc.eventID
+        if not (isinstance(event_id, str) and event_id):
+            event_id = None
+        key: tuple[object, ...] | None
+        if seen is None:
+            key = None
+        elif window is None:
+            key = (group, seen)
+        else:
+            key = (group, at - at % window, seen)
+        return Observation(at, event_id, group, seen, grouping, values, key)
+
+    return observe
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +223,10 @@ class ThresholdRule:
     window: float
     grouping: _Grouping
     distinct: _Value | None
+    observe: Observe = dataclasses.field(init=False, repr=False, compare=False)
 
-    def observe(self, event: Event) -> Observation | None:
-        value = None
-        if self.distinct is not None:
-            value = self.distinct.of(event)
-            if value is None:
-                return None
-        return self.grouping.observe(event, value)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "observe", _observer(self.grouping, self.distinct, self.window))
 
     def window_start(self, at: float) -> float:
         return at - at % self.window
@@ -192,18 +244,13 @@ class FirstSeenRule:
     learning: float
     expiry: float
     max_values: int
+    observe: Observe = dataclasses.field(init=False, repr=False, compare=False)
 
-    def observe(self, event: Event) -> Observation | None:
-        value = self.value.of(event)
-        return None if value is None else self.grouping.observe(event, value)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "observe", _observer(self.grouping, self.value, None))
 
 
 StatefulRule = ThresholdRule | FirstSeenRule
-
-
-def _event_id(event: Event) -> str | None:
-    value = event.doc.eventID
-    return value if isinstance(value, str) and value else None
 
 
 def compile_threshold(spec: Any) -> ThresholdRule:
