@@ -19,7 +19,7 @@ delivered): a delivery that failed is retried instead of lost.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,15 @@ _NO_EVENT_ID = "(no eventID)"
 DEFAULT_CACHE_SIZE = 200_000
 CacheKey = tuple[str, tuple[object, ...]]  # (detector, the observation's key: group, [window start,] value)
 Known = tuple[float, frozenset[str]]  # (event time the store last confirmed the value, eventIDs that alerted)
+GroupKey = tuple[str, str]  # (detector, group)
+
+
+@dataclass
+class Learnt:
+    """What the store told one message's judging, for the cache once the message's batch committed."""
+
+    known: dict[CacheKey, Known] = field(default_factory=dict)
+    learning: dict[GroupKey, float] = field(default_factory=dict)
 
 
 class StatefulJudge:
@@ -57,6 +66,7 @@ class StatefulJudge:
         self.learn = learn
         self.cache_size = cache_size
         self._known: dict[CacheKey, Known] = {}
+        self._learning: dict[GroupKey, float] = {}  # until when a group learns, from our own claim
 
     async def judge(self, pending: Sequence[Pending]) -> list[Alert]:
         """The alerts the pending checks give, in order; StateError when the store fails (the caller
@@ -67,7 +77,7 @@ class StatefulJudge:
         asking = [item for item in pending if not quiet(item.plan.detector, item.observation)]
         if not asking:
             return alerts  # the common case, decided without a store call
-        learnt: dict[CacheKey, Known] = {}  # this message's, and no other worker's
+        learnt = Learnt()  # this message's, and no other worker's
         async with self.store.batch():
             decided = [(item, await self._ask(item, learnt)) for item in asking]
         self._remember(learnt)  # only now: a batch that failed was undone, and so is what it taught
@@ -81,7 +91,7 @@ class StatefulJudge:
             self.stats.alerts_by_detector[detector.id] += 1
         return alerts
 
-    async def _ask(self, item: Pending, learnt: dict[CacheKey, Known]) -> dict[str, Any] | None:
+    async def _ask(self, item: Pending, learnt: Learnt) -> dict[str, Any] | None:
         """The alert's details if the store says the pending check alerts; what the store said about
         known values goes into `learnt`."""
         detector = item.plan.detector
@@ -93,7 +103,7 @@ class StatefulJudge:
         return None
 
     async def _threshold(
-        self, detector: str, rule: ThresholdRule, seen: Observation, learnt: dict[CacheKey, Known]
+        self, detector: str, rule: ThresholdRule, seen: Observation, learnt: Learnt
     ) -> dict[str, Any] | None:
         store, at = self.store, seen.at
         start = rule.window_start(at)
@@ -116,12 +126,12 @@ class StatefulJudge:
             if added.new:
                 # only the value that makes the count is the one that alerts
                 alerted = total >= rule.count and await self._alerts_for(alert_key, seen, rule.window)
-                learnt[cached] = (at, frozenset([seen.event_id or ""]) if alerted else frozenset())
+                learnt.known[cached] = (at, frozenset([seen.event_id or ""]) if alerted else frozenset())
                 if not alerted:
                     return None
             else:
                 alerted_by = await store.members(alert_key, now=at) if total >= rule.count else frozenset()
-                learnt[cached] = (at, alerted_by)
+                learnt.known[cached] = (at, alerted_by)
                 if seen.event_id not in alerted_by:
                     return None
         details: dict[str, Any] = {
@@ -137,7 +147,7 @@ class StatefulJudge:
         return details
 
     async def _first_seen(
-        self, detector: str, rule: FirstSeenRule, seen: Observation, learnt: dict[CacheKey, Known]
+        self, detector: str, rule: FirstSeenRule, seen: Observation, learnt: Learnt
     ) -> dict[str, Any] | None:
         store, at = self.store, seen.at
         assert seen.value is not None  # observe() gives first_seen a value
@@ -152,25 +162,34 @@ class StatefulJudge:
         if not values.new:
             # a redelivery of the event that alerted alerts again; any other known value is quiet
             alerted_by = await store.members(novel, now=at)
-            learnt[cached] = (at, alerted_by)
+            learnt.known[cached] = (at, alerted_by)
             if seen.event_id not in alerted_by:
                 return None
-        elif values.size == 1 or await store.is_claimed(f"{group}/learning", now=at):
-            if values.size == 1:
-                await store.claim(f"{group}/learning", now=at, ttl=rule.learning)  # the group starts learning
-            learnt[cached] = (at, frozenset())
+        elif values.size == 1 or await self._learning_at(detector, group, seen, learnt):
+            # the group starts learning; when this claim is the one that starts it, its end is known here
+            if values.size == 1 and await store.claim(f"{group}/learning", now=at, ttl=rule.learning):
+                learnt.learning[detector, seen.group] = at + rule.learning
+            learnt.known[cached] = (at, frozenset())
             return None
         elif self.learn:
-            learnt[cached] = (at, frozenset())
+            learnt.known[cached] = (at, frozenset())
         else:
             await self._alerts_for(novel, seen, rule.expiry)
-            learnt[cached] = (at, frozenset([seen.event_id or ""]))
+            learnt.known[cached] = (at, frozenset([seen.event_id or ""]))
         return {
             "group": seen.shown_group,
             "first_seen": seen.value,
             "field": rule.value.described,
             "known_values": values.size - 1 if values.new else values.size,
         }
+
+    async def _learning_at(self, detector: str, group: str, seen: Observation, learnt: Learnt) -> bool:
+        """Whether the group learns at the event's time: known without a store call when this task's
+        claim started the learning (a claim holds until it expires: nothing else removes it)."""
+        until = learnt.learning.get((detector, seen.group)) or self._learning.get((detector, seen.group))
+        if until is not None and seen.at < until:
+            return True
+        return await self.store.is_claimed(f"{group}/learning", now=seen.at)
 
     async def _alerts_for(self, key: str, seen: Observation, ttl: float) -> bool:
         """Whether this event is the one that alerts for `key`: the first to ask, or that one again."""
@@ -193,10 +212,13 @@ class StatefulJudge:
         # the store once a tenth of its expiry has passed
         return type(rule) is not FirstSeenRule or abs(seen.at - known[0]) < rule.expiry / 10
 
-    def _remember(self, learnt: dict[CacheKey, Known]) -> None:
-        if len(self._known) + len(learnt) > self.cache_size:
-            self._known.clear()  # simplest bound: the store answers again, and the cache fills up anew
-        self._known.update(learnt)
+    def _remember(self, learnt: Learnt) -> None:
+        if len(self._known) + len(learnt.known) + len(self._learning) > self.cache_size:
+            # simplest bound: the store answers again, and the cache fills up anew
+            self._known.clear()
+            self._learning.clear()
+        self._known.update(learnt.known)
+        self._learning.update(learnt.learning)
 
 
 def baseline_key(detector: str, group: str) -> str:

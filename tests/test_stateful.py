@@ -260,6 +260,22 @@ async def test_the_engine_queues_no_check_for_a_value_the_judge_s_cache_knows(tm
     assert queued(novel) == ["memory-test"]  # a redelivery of the event that alerted: the store must say
 
 
+class LearningUnreadable(MemoryStore):
+    """A store that fails when asked whether a group is learning."""
+
+    async def is_claimed(self, key: str, *, now: float) -> bool:
+        raise StateError(f"asked whether {key} is claimed", retryable=True)
+
+
+async def test_a_group_this_task_started_learning_is_known_to_learn_without_the_store(
+    tmp_path: Path,
+) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), LearningUnreadable())
+    assert await judged(call(1, START), call(2, START + HOUR, ip="192.0.2.1")) == []  # learning, known here
+    with pytest.raises(StateError, match="learning"):  # past the end this task knows: the store must say
+        await judged(call(3, START + 2 * DAY, ip="203.0.113.1"))
+
+
 async def test_tasks_sharing_a_store_alert_once_and_a_redelivery_alerts_wherever_it_lands(
     tmp_path: Path, store: StateStore
 ) -> None:
