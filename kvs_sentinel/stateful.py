@@ -18,6 +18,7 @@ delivered): a delivery that failed is retried instead of lost.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,9 +80,9 @@ class StatefulJudge:
             return alerts  # the common case, decided without a store call
         learnt = Learnt()  # this message's, and no other worker's
         async with self.store.batch():
-            decided = [(item, await self._ask(item, learnt)) for item in asking]
+            decided = await self._decide(asking, learnt)
         self._remember(learnt)  # only now: a batch that failed was undone, and so is what it taught
-        for item, details in decided:
+        for item, details in zip(asking, decided, strict=True):
             if details is None or self.learn:
                 continue
             detector = item.plan.detector
@@ -90,6 +91,34 @@ class StatefulJudge:
             alerts.append(msgspec.structs.replace(alert, details={**alert.details, **details}))
             self.stats.alerts_by_detector[detector.id] += 1
         return alerts
+
+    async def _decide(self, asking: Sequence[Pending], learnt: Learnt) -> list[dict[str, Any] | None]:
+        """`_ask` for each check. A detector's group is one chain, judged in event order; chains share no
+        key, so they run concurrently: a store with network round trips (DynamoDB) waits for the
+        longest chain, not for every request of the message in turn."""
+        chains: dict[GroupKey, list[int]] = {}
+        for position, item in enumerate(asking):
+            chains.setdefault((item.plan.detector.id, item.observation.group), []).append(position)
+        decided: list[dict[str, Any] | None] = [None] * len(asking)
+
+        async def judge_chain(positions: list[int]) -> None:
+            for position in positions:
+                decided[position] = await self._ask(asking[position], learnt)
+
+        if len(chains) == 1:
+            await judge_chain(next(iter(chains.values())))
+            return decided
+        tasks = [asyncio.create_task(judge_chain(positions)) for positions in chains.values()]
+        try:
+            await asyncio.wait(tasks)  # every chain ends inside the batch, whether or not one failed
+        finally:
+            for task in tasks:
+                task.cancel()  # only those still running: the caller was cancelled
+        for task in tasks:
+            failure = task.exception()
+            if failure is not None:
+                raise failure
+        return decided
 
     async def _ask(self, item: Pending, learnt: Learnt) -> dict[str, Any] | None:
         """The alert's details if the store says the pending check alerts; what the store said about

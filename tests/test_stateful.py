@@ -4,6 +4,7 @@ validation, and stateful examples (tests as data)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import Location
 from kvs_sentinel.examples import FORMS, run_examples
-from kvs_sentinel.state.base import StateError, StateStore
+from kvs_sentinel.state.base import Membership, StateError, StateStore
 from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
@@ -274,6 +275,30 @@ async def test_a_group_this_task_started_learning_is_known_to_learn_without_the_
     assert await judged(call(1, START), call(2, START + HOUR, ip="192.0.2.1")) == []  # learning, known here
     with pytest.raises(StateError, match="learning"):  # past the end this task knows: the store must say
         await judged(call(3, START + 2 * DAY, ip="203.0.113.1"))
+
+
+class WaitsForOtherGroup(MemoryStore):
+    """A store whose sets of the producer's group wait until the other principal's group is asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.other_asked = asyncio.Event()
+
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        if OTHER in key:
+            self.other_asked.set()
+        else:
+            await self.other_asked.wait()
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
+
+
+async def test_a_message_s_checks_of_different_groups_are_judged_concurrently(tmp_path: Path) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), WaitsForOtherGroup())
+    records = [call(1, START), call(2, START, principal=OTHER), call(3, START + 1, ip="192.0.2.1")]
+    outcome = judged.processor.process(Document(json.dumps({"Records": records}), Location("test")))
+    assert len(outcome.pending) == 3
+    # judged one after another, the producer's first check would wait for ever for the other's
+    assert await asyncio.wait_for(judged.judge.judge(outcome.pending), timeout=10) == []
 
 
 async def test_tasks_sharing_a_store_alert_once_and_a_redelivery_alerts_wherever_it_lands(
