@@ -14,7 +14,6 @@ after the latest event, in SQLite).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import ipaddress
 import json
 import re
@@ -47,32 +46,52 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-@functools.lru_cache(maxsize=65_536)  # a busy account's addresses repeat; parsing one costs microseconds
+# Addresses and event times repeat (a busy account's devices, events sharing their second), and parsing
+# one costs microseconds. Plain dicts, emptied when full: the observer reads them inline, where a
+# functools.lru_cache call costs several times a dict look-up.
+_NETWORKS: dict[str, str] = {}
+_EPOCHS: dict[str, float] = {}
+_CACHED = 65_536
+
+
 def network_of(text: str) -> str:
     """The /24 (IPv4) or /48 (IPv6) network of an address; anything else (a service name such as
     `kinesisvideo.amazonaws.com`, `AWS Internal`) is its own network."""
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return text
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    network = _NETWORKS.get(text)
+    if network is None:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            network = text
+        else:
+            prefix = 24 if address.version == 4 else 48
+            network = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+        _cache_answer(_NETWORKS, text, network)
+    return network
 
 
 def event_epoch(event: Event) -> float:
     """The event's `eventTime` in epoch seconds; ValueError when it has none a stateful rule can use."""
     text = event.doc.eventTime
-    return _epoch(text) if type(text) is str else _refuse(text)
-
-
-@functools.lru_cache(maxsize=4096)  # a busy account's events share their seconds
-def _epoch(text: str) -> float:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+    if type(text) is not str:
         return _refuse(text)
-    # CloudTrail writes UTC with a Z; a time without a zone is UTC too, never this machine's local time
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    at = _EPOCHS.get(text)
+    if at is None:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return _refuse(text)
+        # CloudTrail writes UTC with a Z; a time without a zone is UTC too, never this machine's local time
+        at = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        _cache_answer(_EPOCHS, text, at)
+    return at
+
+
+def _cache_answer(cache: dict[str, Any], text: str, answer: Any) -> None:
+    if len(text) <= 256:  # hostile input can neither grow memory nor fill the cache with one value
+        if len(cache) >= _CACHED:
+            cache.clear()
+        cache[text] = answer
 
 
 def _refuse(text: Any) -> float:
@@ -99,16 +118,6 @@ class _Field:
             elif value is not None and not isinstance(value, dict | list):
                 return str(value)  # a number: an account id written without quotes
         return None
-
-    def compiled(self) -> Callable[[Event], str | None]:
-        """`of` with its common case first: the first path holds a non-empty string."""
-        first, of = self.getters[0], self.of
-
-        def fast(event: Event) -> str | None:
-            value = first(event)
-            return value if type(value) is str and value else of(event)
-
-        return fast
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,22 +164,30 @@ def _observer(grouping: _Grouping, value: _Value | None, window: float | None) -
     `_Value.of`, `_Grouping.values` and `event_epoch` do, keeping them as the general (slow) path.
 
     `value` None: a plain count (no value); `window` None: first_seen (the key has no window)."""
-    group_of = grouping.fields[0].compiled() if len(grouping.fields) == 1 else None
-    value_of = None if value is None else value.field.compiled()
-    derive = network_of if value is not None and value.derive == "network" else None
+    # each field's first path is read inline; when it holds no plain non-empty string, `_Field.of`
+    # looks further (the other paths, a number)
+    single = grouping.fields[0] if len(grouping.fields) == 1 else None
+    group_first, group_of = (single.getters[0], single.of) if single is not None else (None, None)
+    value_first, value_of = (value.field.getters[0], value.field.of) if value is not None else (None, None)
+    derive = value is not None and value.derive == "network"
+    networks, epochs = _NETWORKS.get, _EPOCHS.get
 
     def observe(event: Event) -> Observation | None:
-        seen: str | None = None
-        if value_of is not None:
-            seen = value_of(event)
-            if seen is None:
-                return None
-            if derive is not None:
-                seen = derive(seen)
-        if group_of is not None:
-            group = group_of(event)
-            if group is None:
-                return None  # a group without its key cannot be told apart from others: not judged
+        seen: Any = None
+        if value_first is not None:
+            seen = value_first(event)
+            if not (type(seen) is str and seen):
+                seen = value_of(event)  # type: ignore[misc]
+                if seen is None:
+                    return None
+            if derive:
+                seen = networks(seen) or network_of(seen)
+        if group_first is not None:
+            group = group_first(event)
+            if not (type(group) is str and group):
+                group = group_of(event)  # type: ignore[misc]
+                if group is None:
+                    return None  # a group without its key cannot be told apart from others: not judged
             values: tuple[str, ...] = (group,)
         else:
             found = grouping.values(event)
@@ -179,7 +196,9 @@ def _observer(grouping: _Grouping, value: _Value | None, window: float | None) -
             values, group = found, json.dumps(found)
         doc = event.doc
         text = doc.eventTime
-        at = _epoch(text) if type(text) is str else _refuse(text)
+        at = epochs(text) if type(text) is str else None  # None too for a time not seen lately
+        if at is None:
+            at = event_epoch(event)
         event_id = doc.eventID
         if not (isinstance(event_id, str) and event_id):
             event_id = None
