@@ -94,8 +94,11 @@ class StatefulJudge:
 
     async def _decide(self, asking: Sequence[Pending], learnt: Learnt) -> list[dict[str, Any] | None]:
         """`_ask` for each check. A detector's group is one chain, judged in event order; chains share no
-        key, so they run concurrently: a store with network round trips (DynamoDB) waits for the
-        longest chain, not for every request of the message in turn."""
+        key, so on a store whose operations overlap (DynamoDB's round trips) they run concurrently: the
+        message waits for its longest chain, not for every request in turn. Elsewhere (memory, SQLite:
+        nothing to wait for) tasks would only add their cost: the checks run in event order."""
+        if not self.store.overlaps:
+            return [await self._ask(item, learnt) for item in asking]
         chains: dict[GroupKey, list[int]] = {}
         for position, item in enumerate(asking):
             chains.setdefault((item.plan.detector.id, item.observation.group), []).append(position)

@@ -278,7 +278,10 @@ async def test_a_group_this_task_started_learning_is_known_to_learn_without_the_
 
 
 class WaitsForOtherGroup(MemoryStore):
-    """A store whose sets of the producer's group wait until the other principal's group is asked."""
+    """A store whose sets of the producer's group wait until the other principal's group is asked; it
+    says its operations overlap, as DynamoDB's do."""
+
+    overlaps = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -32,6 +32,8 @@ _ALIAS = re.compile(r"#\w+")
 
 
 class DynamoDbStore:
+    overlaps = True  # a request per operation: a message's independent requests overlap
+
     def __init__(self, client: Any, table: str, sets_known: int = _SETS_KNOWN) -> None:
         self.client = client
         self.table = table

@@ -38,6 +38,8 @@ LATE_GRACE = 86_400.0
 
 
 class SqliteStore:
+    overlaps = False  # synchronous statements: tasks would only add their own cost
+
     def __init__(self, path: Path, sweep_every: int = SWEEP_EVERY) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
