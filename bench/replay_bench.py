@@ -21,7 +21,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
@@ -62,22 +62,26 @@ def parse_only_records(path: Path) -> int:
         return len(orjson.loads(handle.read())["Records"])
 
 
-def replay(path: Path, loaded: LoadedConfig, store: StateStore | None = None) -> RunStats:
+def replay(
+    path: Path, loaded: LoadedConfig, store: StateStore | Callable[[], Awaitable[StateStore]] | None = None
+) -> RunStats:
     """One in-process replay into /dev/null; stateful detectors remember in `store` (closed after), or in
-    the pipeline's default memory store."""
+    the pipeline's default memory store. `store` may be a coroutine function that opens it, for a store
+    whose client belongs to the replay's event loop (DynamoDB)."""
     stats = RunStats()
     source = FileSource([str(path)], stats)
     sink = JsonLinesSink(os.devnull)
-    pipeline = replay_pipeline(loaded, source, stats, Dispatcher.broadcast([sink]), state=store)
 
     async def go() -> None:
+        opened = await store() if callable(store) else store
+        pipeline = replay_pipeline(loaded, source, stats, Dispatcher.broadcast([sink]), state=opened)
         try:
             counts = await pipeline.run()
             assert counts.messages_failed == 0, "a batch failed: see the log above"
         finally:
             await sink.aclose()
-            if store is not None:
-                await store.aclose()
+            if opened is not None:
+                await opened.aclose()
 
     asyncio.run(go())
     return stats

@@ -58,9 +58,13 @@ def configured_dispatcher(
 
 
 def processor_for(
-    loaded: LoadedConfig, stats: RunStats, on_event_time: EventTimeObserver | None = None
+    loaded: LoadedConfig,
+    stats: RunStats,
+    on_event_time: EventTimeObserver | None = None,
+    judge: StatefulJudge | None = None,
 ) -> Processor:
-    return Processor(Engine(loaded.detectors), stats, on_event_time)
+    """`judge`: the stateful detectors' judge, whose cache the engine asks as it matches."""
+    return Processor(Engine(loaded.detectors, judge.quiet if judge else None), stats, on_event_time)
 
 
 def stateful_judge(
@@ -83,14 +87,10 @@ def replay_pipeline(
 ) -> Pipeline:
     """`state`: what stateful detectors remember (default: a memory store forgotten at exit); `learn`:
     remember without alerting."""
+    judge = stateful_judge(loaded, stats, state, learn=learn)
     # one worker keeps alerts in input order; a short queue keeps streamed chunks from piling up
     return Pipeline(
-        source,
-        processor_for(loaded, stats),
-        dispatcher,
-        workers=1,
-        queue_size=2,
-        judge=stateful_judge(loaded, stats, state, learn=learn),
+        source, processor_for(loaded, stats, judge=judge), dispatcher, workers=1, queue_size=2, judge=judge
     )
 
 
@@ -107,9 +107,14 @@ def run_pipeline(
 ) -> Pipeline:
     """`dedupe.store` (service.state) is also what stateful detectors remember."""
     workers = loaded.config.service.workers
+    # a shared store holds both; one task's memory keeps them apart, so that at its bound the dedupe's
+    # wall-clock keys and the detectors' event-time keys do not evict each other
+    judge = stateful_judge(
+        loaded, stats, MemoryStore() if isinstance(dedupe.store, MemoryStore) else dedupe.store
+    )
     return Pipeline(
         source,
-        processor_for(loaded, stats, on_event_time),
+        processor_for(loaded, stats, on_event_time, judge),
         dispatcher,
         workers=workers,
         queue_size=workers,
@@ -117,9 +122,5 @@ def run_pipeline(
         dedupe=dedupe,
         metrics=metrics,
         log_alerts=True,
-        # a shared store holds both; one task's memory keeps them apart, so that at its bound the dedupe's
-        # wall-clock keys and the detectors' event-time keys do not evict each other
-        judge=stateful_judge(
-            loaded, stats, MemoryStore() if isinstance(dedupe.store, MemoryStore) else dedupe.store
-        ),
+        judge=judge,
     )

@@ -19,11 +19,17 @@ from kvs_sentinel.stats import RunStats
 log = structlog.get_logger("kvs_sentinel.engine")
 
 
+# Whether a stateful detector's observation is already decided (the judge's local cache): then it is
+# not queued for judging. StatefulJudge.quiet.
+Quiet = Callable[[Detector, Observation], bool]
+
+
 class Engine:
     """Matches events against the loaded detectors through the eventSource/eventName index."""
 
-    def __init__(self, detectors: Sequence[Detector]) -> None:
+    def __init__(self, detectors: Sequence[Detector], quiet: Quiet | None = None) -> None:
         self.index = DetectorIndex(detectors)
+        self.quiet = quiet
 
     @property
     def detectors(self) -> tuple[Detector, ...]:
@@ -38,13 +44,18 @@ class Engine:
         A stateful detector that matches adds its observation to `pending`, for the store to judge;
         without `pending`, stateful detectors are not judged (the caller has no store)."""
         alerts: list[Alert] = []
+        quiet = self.quiet
         for plan in self.index.plans(event) if plans is None else plans:
             try:
                 if plan.predicate(event):
                     rule = plan.detector.stateful
                     if rule is not None:
                         observation = rule.observe(event)
-                        if observation is not None and pending is not None:
+                        if (
+                            observation is not None
+                            and pending is not None
+                            and (quiet is None or not quiet(plan.detector, observation))
+                        ):
                             pending.append(Pending(plan, event, observation))
                         continue
                     severity, because = plan.severity_for(event)

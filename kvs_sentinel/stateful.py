@@ -18,8 +18,9 @@ delivered): a delivery that failed is retried instead of lost.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,15 +28,24 @@ import msgspec
 
 from kvs_sentinel.alerts import Alert, build_alert
 from kvs_sentinel.detectors.compiler import Detector
-from kvs_sentinel.detectors.stateful import FirstSeenRule, Observation, StatefulRule, ThresholdRule
+from kvs_sentinel.detectors.stateful import FirstSeenRule, Observation, ThresholdRule
 from kvs_sentinel.engine import Pending
 from kvs_sentinel.state.base import StateStore
 from kvs_sentinel.stats import RunStats
 
 _NO_EVENT_ID = "(no eventID)"
 DEFAULT_CACHE_SIZE = 200_000
-CacheKey = tuple[object, ...]  # (detector, group, [window start,] value)
+CacheKey = tuple[str, tuple[object, ...]]  # (detector, the observation's key: group, [window start,] value)
 Known = tuple[float, frozenset[str]]  # (event time the store last confirmed the value, eventIDs that alerted)
+GroupKey = tuple[str, str]  # (detector, group)
+
+
+@dataclass
+class Learnt:
+    """What the store told one message's judging, for the cache once the message's batch committed."""
+
+    known: dict[CacheKey, Known] = field(default_factory=dict)
+    learning: dict[GroupKey, float] = field(default_factory=dict)
 
 
 class StatefulJudge:
@@ -57,23 +67,22 @@ class StatefulJudge:
         self.learn = learn
         self.cache_size = cache_size
         self._known: dict[CacheKey, Known] = {}
+        self._learning: dict[GroupKey, float] = {}  # until when a group learns, from our own claim
 
     async def judge(self, pending: Sequence[Pending]) -> list[Alert]:
         """The alerts the pending checks give, in order; StateError when the store fails (the caller
         retries the message: a stateful detector is never skipped on a guess)."""
         alerts: list[Alert] = []
-        asking = [
-            item
-            for item in pending
-            if not self._quiet(item.plan.detector.id, item.plan.detector.stateful, item.observation)
-        ]
+        quiet = self.quiet
+        # the engine asked `quiet` already when given it; what another worker taught since is used here
+        asking = [item for item in pending if not quiet(item.plan.detector, item.observation)]
         if not asking:
             return alerts  # the common case, decided without a store call
-        learnt: dict[CacheKey, Known] = {}  # this message's, and no other worker's
+        learnt = Learnt()  # this message's, and no other worker's
         async with self.store.batch():
-            decided = [(item, await self._ask(item, learnt)) for item in asking]
+            decided = await self._decide(asking, learnt)
         self._remember(learnt)  # only now: a batch that failed was undone, and so is what it taught
-        for item, details in decided:
+        for item, details in zip(asking, decided, strict=True):
             if details is None or self.learn:
                 continue
             detector = item.plan.detector
@@ -83,7 +92,38 @@ class StatefulJudge:
             self.stats.alerts_by_detector[detector.id] += 1
         return alerts
 
-    async def _ask(self, item: Pending, learnt: dict[CacheKey, Known]) -> dict[str, Any] | None:
+    async def _decide(self, asking: Sequence[Pending], learnt: Learnt) -> list[dict[str, Any] | None]:
+        """`_ask` for each check. A detector's group is one chain, judged in event order; chains share no
+        key, so on a store whose operations overlap (DynamoDB's round trips) they run concurrently: the
+        message waits for its longest chain, not for every request in turn. Elsewhere (memory, SQLite:
+        nothing to wait for) tasks would only add their cost: the checks run in event order."""
+        if not self.store.overlaps:
+            return [await self._ask(item, learnt) for item in asking]
+        chains: dict[GroupKey, list[int]] = {}
+        for position, item in enumerate(asking):
+            chains.setdefault((item.plan.detector.id, item.observation.group), []).append(position)
+        decided: list[dict[str, Any] | None] = [None] * len(asking)
+
+        async def judge_chain(positions: list[int]) -> None:
+            for position in positions:
+                decided[position] = await self._ask(asking[position], learnt)
+
+        if len(chains) == 1:
+            await judge_chain(next(iter(chains.values())))
+            return decided
+        tasks = [asyncio.create_task(judge_chain(positions)) for positions in chains.values()]
+        try:
+            await asyncio.wait(tasks)  # every chain ends inside the batch, whether or not one failed
+        finally:
+            for task in tasks:
+                task.cancel()  # only those still running: the caller was cancelled
+        for task in tasks:
+            failure = task.exception()
+            if failure is not None:
+                raise failure
+        return decided
+
+    async def _ask(self, item: Pending, learnt: Learnt) -> dict[str, Any] | None:
         """The alert's details if the store says the pending check alerts; what the store said about
         known values goes into `learnt`."""
         detector = item.plan.detector
@@ -95,7 +135,7 @@ class StatefulJudge:
         return None
 
     async def _threshold(
-        self, detector: str, rule: ThresholdRule, seen: Observation, learnt: dict[CacheKey, Known]
+        self, detector: str, rule: ThresholdRule, seen: Observation, learnt: Learnt
     ) -> dict[str, Any] | None:
         store, at = self.store, seen.at
         start = rule.window_start(at)
@@ -112,18 +152,18 @@ class StatefulJudge:
         else:
             assert seen.value is not None  # observe() gives a value to a distinct count
             distinct = f"{window}/distinct"
-            cached = (detector, seen.group, start, seen.value)
+            cached = (detector, (seen.group, start, seen.value))
             added = await store.remember(distinct, seen.value, now=at, ttl=rule.window, limit=rule.count)
             total = added.size
             if added.new:
                 # only the value that makes the count is the one that alerts
                 alerted = total >= rule.count and await self._alerts_for(alert_key, seen, rule.window)
-                learnt[cached] = (at, frozenset([seen.event_id or ""]) if alerted else frozenset())
+                learnt.known[cached] = (at, frozenset([seen.event_id or ""]) if alerted else frozenset())
                 if not alerted:
                     return None
             else:
                 alerted_by = await store.members(alert_key, now=at) if total >= rule.count else frozenset()
-                learnt[cached] = (at, alerted_by)
+                learnt.known[cached] = (at, alerted_by)
                 if seen.event_id not in alerted_by:
                     return None
         details: dict[str, Any] = {
@@ -139,12 +179,12 @@ class StatefulJudge:
         return details
 
     async def _first_seen(
-        self, detector: str, rule: FirstSeenRule, seen: Observation, learnt: dict[CacheKey, Known]
+        self, detector: str, rule: FirstSeenRule, seen: Observation, learnt: Learnt
     ) -> dict[str, Any] | None:
         store, at = self.store, seen.at
         assert seen.value is not None  # observe() gives first_seen a value
         group = baseline_key(detector, seen.group)
-        cached = (detector, seen.group, seen.value)
+        cached = (detector, (seen.group, seen.value))
         values = await store.remember(
             f"{group}/values", seen.value, now=at, ttl=rule.expiry, limit=rule.max_values
         )
@@ -154,19 +194,20 @@ class StatefulJudge:
         if not values.new:
             # a redelivery of the event that alerted alerts again; any other known value is quiet
             alerted_by = await store.members(novel, now=at)
-            learnt[cached] = (at, alerted_by)
+            learnt.known[cached] = (at, alerted_by)
             if seen.event_id not in alerted_by:
                 return None
-        elif values.size == 1 or await store.is_claimed(f"{group}/learning", now=at):
-            if values.size == 1:
-                await store.claim(f"{group}/learning", now=at, ttl=rule.learning)  # the group starts learning
-            learnt[cached] = (at, frozenset())
+        elif values.size == 1 or await self._learning_at(detector, group, seen, learnt):
+            # the group starts learning; when this claim is the one that starts it, its end is known here
+            if values.size == 1 and await store.claim(f"{group}/learning", now=at, ttl=rule.learning):
+                learnt.learning[detector, seen.group] = at + rule.learning
+            learnt.known[cached] = (at, frozenset())
             return None
         elif self.learn:
-            learnt[cached] = (at, frozenset())
+            learnt.known[cached] = (at, frozenset())
         else:
             await self._alerts_for(novel, seen, rule.expiry)
-            learnt[cached] = (at, frozenset([seen.event_id or ""]))
+            learnt.known[cached] = (at, frozenset([seen.event_id or ""]))
         return {
             "group": seen.shown_group,
             "first_seen": seen.value,
@@ -174,31 +215,42 @@ class StatefulJudge:
             "known_values": values.size - 1 if values.new else values.size,
         }
 
+    async def _learning_at(self, detector: str, group: str, seen: Observation, learnt: Learnt) -> bool:
+        """Whether the group learns at the event's time: known without a store call when this task's
+        claim started the learning (a claim holds until it expires: nothing else removes it)."""
+        until = learnt.learning.get((detector, seen.group)) or self._learning.get((detector, seen.group))
+        if until is not None and seen.at < until:
+            return True
+        return await self.store.is_claimed(f"{group}/learning", now=seen.at)
+
     async def _alerts_for(self, key: str, seen: Observation, ttl: float) -> bool:
         """Whether this event is the one that alerts for `key`: the first to ask, or that one again."""
         member = seen.event_id or _NO_EVENT_ID
         recorded = await self.store.remember(key, member, now=seen.at, ttl=ttl, limit=1)
         return not recorded.full and (seen.event_id is not None or recorded.new)
 
-    def _quiet(self, detector: str, rule: StatefulRule | None, seen: Observation) -> bool:
+    def quiet(self, detector: Detector, seen: Observation) -> bool:
         """Whether the cache knows the value, lately confirmed by the store, and this is not an event
-        that alerted for it: then the event can give no alert, and the store need not be asked."""
-        if type(rule) is FirstSeenRule:
-            known = self._known.get((detector, seen.group, seen.value))
-            return (
-                known is not None
-                and abs(seen.at - known[0]) < rule.expiry / 10
-                and seen.event_id not in known[1]
-            )
-        if type(rule) is ThresholdRule and rule.distinct is not None:
-            known = self._known.get((detector, seen.group, rule.window_start(seen.at), seen.value))
-            return known is not None and seen.event_id not in known[1]  # the window bounds it
-        return False
+        that alerted for it: then the event can give no alert, and the store need not be asked. The
+        engine asks as it matches (Engine.quiet), so a quiet event is never queued for judging."""
+        key = seen.key
+        if key is None:
+            return False  # a plain count: every event counts
+        known = self._known.get((detector.id, key))
+        if known is None or seen.event_id in known[1]:
+            return False
+        rule = detector.stateful
+        # a distinct count's key holds its window, which bounds it; a baseline's value is refreshed in
+        # the store once a tenth of its expiry has passed
+        return type(rule) is not FirstSeenRule or abs(seen.at - known[0]) < rule.expiry / 10
 
-    def _remember(self, learnt: dict[CacheKey, Known]) -> None:
-        if len(self._known) + len(learnt) > self.cache_size:
-            self._known.clear()  # simplest bound: the store answers again, and the cache fills up anew
-        self._known.update(learnt)
+    def _remember(self, learnt: Learnt) -> None:
+        if len(self._known) + len(learnt.known) + len(self._learning) > self.cache_size:
+            # simplest bound: the store answers again, and the cache fills up anew
+            self._known.clear()
+            self._learning.clear()
+        self._known.update(learnt.known)
+        self._learning.update(learnt.learning)
 
 
 def baseline_key(detector: str, group: str) -> str:

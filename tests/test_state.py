@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kvs_sentinel.state.base import Membership, StateError, StateStore
+from kvs_sentinel.state.dynamodb import DynamoDbStore
 from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
 from tests.aws_fixtures import aws_client, moto_server
@@ -120,6 +122,41 @@ async def test_dynamodb_items_past_their_ttl_are_ignored_though_not_yet_deleted(
         assert await store.claim("k", now=NOW, ttl=60) is True
         assert await store.members("s", now=NOW) == frozenset()
         assert await store.remember("s", "new", now=NOW, ttl=60, limit=1) == Membership(True, 1, False)
+    finally:
+        await store.aclose()
+
+
+class CountedRequests:
+    """The DynamoDB client, with the requests made through it written down by operation."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.requests: list[str] = []
+
+    def __getattr__(self, operation: str) -> Any:
+        self.requests.append(operation)
+        return getattr(self.inner, operation)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.inner.__aexit__(*exc_info)
+
+
+async def test_dynamodb_makes_a_set_it_has_not_met_in_one_request_and_then_updates_it(
+    moto_server: str,
+) -> None:
+    await make_table()
+    store = await open_store(f"dynamodb:{TABLE}")
+    assert isinstance(store, DynamoDbStore)
+    client = store.client = CountedRequests(store.client)
+    try:
+        assert await store.remember("s", "a", now=NOW, ttl=60, limit=5) == Membership(True, 1, False)
+        assert await store.remember("s", "b", now=NOW, ttl=60, limit=5) == Membership(True, 2, False)
+        assert client.requests == ["put_item", "update_item"]
+        other = await open_store(f"dynamodb:{TABLE}")  # another task, which has not met the set
+        try:
+            assert await other.remember("s", "a", now=NOW, ttl=60, limit=5) == Membership(False, 2, False)
+        finally:
+            await other.aclose()
     finally:
         await store.aclose()
 

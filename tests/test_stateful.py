@@ -4,16 +4,21 @@ validation, and stateful examples (tests as data)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kvs_sentinel.app import stateful_judge
+from kvs_sentinel.app import processor_for, stateful_judge
 from kvs_sentinel.detectors.stateful import event_epoch
+from kvs_sentinel.envelopes import Document
 from kvs_sentinel.errors import ConfigError
+from kvs_sentinel.events import Location
 from kvs_sentinel.examples import FORMS, run_examples
-from kvs_sentinel.state.base import StateError, StateStore
+from kvs_sentinel.state.base import Membership, StateError, StateStore
+from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
 from kvs_sentinel.stats import RunStats
@@ -236,6 +241,67 @@ async def test_a_known_value_is_judged_without_the_store(tmp_path: Path) -> None
     assert await judged(call(3, START + 2 * DAY + 60, ip="198.51.100.99")) == []  # known: no call
     with pytest.raises(StateError):
         await judged(call(4, START + 2 * DAY + 60, ip="192.0.2.1"))  # new: the store must say
+
+
+async def test_the_engine_queues_no_check_for_a_value_the_judge_s_cache_knows(tmp_path: Path) -> None:
+    loaded = load(tmp_path, NEW_NETWORK, MANY_NETWORKS)
+    judged = Judged(loaded, MemoryStore())
+    novel = call(3, START + 2 * DAY + 30, ip="192.0.2.1")
+    assert [a.detector for a in await judged(call(1, START), call(2, START + 2 * DAY), novel)] == [
+        "memory-test"
+    ]
+    processor = processor_for(loaded, RunStats(), judge=judged.judge)
+
+    def queued(record: dict[str, Any]) -> list[str]:
+        outcome = processor.process(Document(json.dumps(record), Location("test")))
+        return [item.plan.detector.id for item in outcome.pending]
+
+    assert queued(call(4, START + 2 * DAY + 60, ip="198.51.100.99")) == []  # both know its /24
+    assert queued(call(5, START + 2 * DAY + 60, ip="203.0.113.1")) == ["memory-test", "many-networks"]
+    assert queued(novel) == ["memory-test"]  # a redelivery of the event that alerted: the store must say
+
+
+class LearningUnreadable(MemoryStore):
+    """A store that fails when asked whether a group is learning."""
+
+    async def is_claimed(self, key: str, *, now: float) -> bool:
+        raise StateError(f"asked whether {key} is claimed", retryable=True)
+
+
+async def test_a_group_this_task_started_learning_is_known_to_learn_without_the_store(
+    tmp_path: Path,
+) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), LearningUnreadable())
+    assert await judged(call(1, START), call(2, START + HOUR, ip="192.0.2.1")) == []  # learning, known here
+    with pytest.raises(StateError, match="learning"):  # past the end this task knows: the store must say
+        await judged(call(3, START + 2 * DAY, ip="203.0.113.1"))
+
+
+class WaitsForOtherGroup(MemoryStore):
+    """A store whose sets of the producer's group wait until the other principal's group is asked; it
+    says its operations overlap, as DynamoDB's do."""
+
+    overlaps = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.other_asked = asyncio.Event()
+
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        if OTHER in key:
+            self.other_asked.set()
+        else:
+            await self.other_asked.wait()
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
+
+
+async def test_a_message_s_checks_of_different_groups_are_judged_concurrently(tmp_path: Path) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), WaitsForOtherGroup())
+    records = [call(1, START), call(2, START, principal=OTHER), call(3, START + 1, ip="192.0.2.1")]
+    outcome = judged.processor.process(Document(json.dumps({"Records": records}), Location("test")))
+    assert len(outcome.pending) == 3
+    # judged one after another, the producer's first check would wait for ever for the other's
+    assert await asyncio.wait_for(judged.judge.judge(outcome.pending), timeout=10) == []
 
 
 async def test_tasks_sharing_a_store_alert_once_and_a_redelivery_alerts_wherever_it_lands(

@@ -13,11 +13,11 @@ after the latest event, in SQLite).
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import ipaddress
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -46,32 +46,52 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-@functools.lru_cache(maxsize=65_536)  # a busy account's addresses repeat; parsing one costs microseconds
+# Addresses and event times repeat (a busy account's devices, events sharing their second), and parsing
+# one costs microseconds. Plain dicts, emptied when full: the observer reads them inline, where a
+# functools.lru_cache call costs several times a dict look-up.
+_NETWORKS: dict[str, str] = {}
+_EPOCHS: dict[str, float] = {}
+_CACHED = 65_536
+
+
 def network_of(text: str) -> str:
     """The /24 (IPv4) or /48 (IPv6) network of an address; anything else (a service name such as
     `kinesisvideo.amazonaws.com`, `AWS Internal`) is its own network."""
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return text
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    network = _NETWORKS.get(text)
+    if network is None:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            network = text
+        else:
+            prefix = 24 if address.version == 4 else 48
+            network = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+        _cache_answer(_NETWORKS, text, network)
+    return network
 
 
 def event_epoch(event: Event) -> float:
     """The event's `eventTime` in epoch seconds; ValueError when it has none a stateful rule can use."""
     text = event.doc.eventTime
-    return _epoch(text) if type(text) is str else _refuse(text)
-
-
-@functools.lru_cache(maxsize=4096)  # a busy account's events share their seconds
-def _epoch(text: str) -> float:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+    if type(text) is not str:
         return _refuse(text)
-    # CloudTrail writes UTC with a Z; a time without a zone is UTC too, never this machine's local time
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    at = _EPOCHS.get(text)
+    if at is None:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return _refuse(text)
+        # CloudTrail writes UTC with a Z; a time without a zone is UTC too, never this machine's local time
+        at = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        _cache_answer(_EPOCHS, text, at)
+    return at
+
+
+def _cache_answer(cache: dict[str, Any], text: str, answer: Any) -> None:
+    if len(text) <= 256:  # hostile input can neither grow memory nor fill the cache with one value
+        if len(cache) >= _CACHED:
+            cache.clear()
+        cache[text] = answer
 
 
 def _refuse(text: Any) -> float:
@@ -113,13 +133,6 @@ class _Grouping:
             values.append(value)
         return tuple(values)
 
-    def observe(self, event: Event, value: str | None) -> Observation | None:
-        values = self.values(event)
-        if values is None:
-            return None
-        group = values[0] if len(values) == 1 else json.dumps(values)
-        return Observation(event_epoch(event), _event_id(event), group, value, self, values)
-
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass is slow to build, and this is built per event
 class Observation:
@@ -131,12 +144,74 @@ class Observation:
     value: str | None  # the distinct or first-seen value (after derivation); None for a plain count
     grouping: _Grouping
     group_values: tuple[str, ...]
+    # what a local cache of the store's answers knows this observation by, within its detector: (group,
+    # value) for first_seen, (group, window start, value) for a distinct count; None: never cached
+    key: tuple[object, ...] | None
 
     @property
     def shown_group(self) -> str:
         """The group for people (only alerts need it)."""
         pairs = zip(self.grouping.fields, self.group_values, strict=True)
         return ", ".join(f"{field.path}={value}" for field, value in pairs)
+
+
+Observe = Callable[[Event], Observation | None]
+
+
+def _observer(grouping: _Grouping, value: _Value | None, window: float | None) -> Observe:
+    """One closure per rule that turns a matching event into its observation: stateful detectors match
+    a large share of the events (every producer call), so this runs on the hot path and inlines what
+    `_Value.of`, `_Grouping.values` and `event_epoch` do, keeping them as the general (slow) path.
+
+    `value` None: a plain count (no value); `window` None: first_seen (the key has no window)."""
+    # each field's first path is read inline; when it holds no plain non-empty string, `_Field.of`
+    # looks further (the other paths, a number)
+    single = grouping.fields[0] if len(grouping.fields) == 1 else None
+    group_first, group_of = (single.getters[0], single.of) if single is not None else (None, None)
+    value_first, value_of = (value.field.getters[0], value.field.of) if value is not None else (None, None)
+    derive = value is not None and value.derive == "network"
+    networks, epochs = _NETWORKS.get, _EPOCHS.get
+
+    def observe(event: Event) -> Observation | None:
+        seen: Any = None
+        if value_first is not None:
+            seen = value_first(event)
+            if not (type(seen) is str and seen):
+                seen = value_of(event)  # type: ignore[misc]
+                if seen is None:
+                    return None
+            if derive:
+                seen = networks(seen) or network_of(seen)
+        if group_first is not None:
+            group = group_first(event)
+            if not (type(group) is str and group):
+                group = group_of(event)  # type: ignore[misc]
+                if group is None:
+                    return None  # a group without its key cannot be told apart from others: not judged
+            values: tuple[str, ...] = (group,)
+        else:
+            found = grouping.values(event)
+            if found is None:
+                return None
+            values, group = found, json.dumps(found)
+        doc = event.doc
+        text = doc.eventTime
+        at = epochs(text) if type(text) is str else None  # None too for a time not seen lately
+        if at is None:
+            at = event_epoch(event)
+        event_id = doc.eventID
+        if not (isinstance(event_id, str) and event_id):
+            event_id = None
+        key: tuple[object, ...] | None
+        if seen is None:
+            key = None
+        elif window is None:
+            key = (group, seen)
+        else:
+            key = (group, at - at % window, seen)
+        return Observation(at, event_id, group, seen, grouping, values, key)
+
+    return observe
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +242,10 @@ class ThresholdRule:
     window: float
     grouping: _Grouping
     distinct: _Value | None
+    observe: Observe = dataclasses.field(init=False, repr=False, compare=False)
 
-    def observe(self, event: Event) -> Observation | None:
-        value = None
-        if self.distinct is not None:
-            value = self.distinct.of(event)
-            if value is None:
-                return None
-        return self.grouping.observe(event, value)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "observe", _observer(self.grouping, self.distinct, self.window))
 
     def window_start(self, at: float) -> float:
         return at - at % self.window
@@ -192,18 +263,13 @@ class FirstSeenRule:
     learning: float
     expiry: float
     max_values: int
+    observe: Observe = dataclasses.field(init=False, repr=False, compare=False)
 
-    def observe(self, event: Event) -> Observation | None:
-        value = self.value.of(event)
-        return None if value is None else self.grouping.observe(event, value)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "observe", _observer(self.grouping, self.value, None))
 
 
 StatefulRule = ThresholdRule | FirstSeenRule
-
-
-def _event_id(event: Event) -> str | None:
-    value = event.doc.eventID
-    return value if isinstance(value, str) and value else None
 
 
 def compile_threshold(spec: Any) -> ThresholdRule:

@@ -52,6 +52,10 @@ class Membership(NamedTuple):
 
 
 class StateStore(Protocol):
+    # whether operations on different keys gain from running concurrently (each is a network round
+    # trip): the judge then runs a message's independent checks as tasks
+    overlaps: bool
+
     async def claim(self, key: str, *, now: float, ttl: float) -> bool:
         """Set `key` until `now + ttl` if it is absent or expired. True when this call set it."""
         ...

@@ -8,7 +8,11 @@ itself. Atomicity comes from single conditional writes:
   (an UpdateItem, so the task role needs no DeleteItem);
 - count: UpdateItem ADD while unexpired, else a conditional PutItem that restarts the window;
 - remember: the members are a map member → expiry, updated by one conditional UpdateItem that refuses a
-  new member once the map is full; expired members are removed when the map fills up.
+  new member once the map is full; expired members are removed when the map fills up. A set this task
+  has not met yet is first created by a conditional PutItem (if absent): most such sets are new.
+
+DynamoDB has no batched conditional write (BatchWriteItem takes no conditions, and a transaction of
+conditional writes fails whole when one condition fails), so each operation stays one request.
 
 The table: partition key `pk` (string), TTL on `expires_at`. deploy/sentinel.yaml creates it.
 """
@@ -23,15 +27,25 @@ from kvs_sentinel.aws import classify
 from kvs_sentinel.state.base import Membership, StateError, Unbatched
 
 _ATTEMPTS = 4  # a conditional write that lost a race is tried again with what it learned
+_SETS_KNOWN = 100_000
 # Every attribute is named through an alias: some names (TOTAL, and perhaps others) are reserved words.
 _NAMES = {"#pk": "pk", "#expires": "expires_at", "#total": "total", "#members": "members"}
 _ALIAS = re.compile(r"#\w+")
 
 
 class DynamoDbStore:
-    def __init__(self, client: Any, table: str) -> None:
+    overlaps = True  # a request per operation: a message's independent requests overlap
+
+    def __init__(self, client: Any, table: str, sets_known: int = _SETS_KNOWN) -> None:
         self.client = client
         self.table = table
+        self.sets_known = sets_known
+        self._sets: set[str] = set()  # keys of sets this task created or found: updated, not created
+
+    def _met(self, key: str) -> None:
+        if len(self._sets) >= self.sets_known:
+            self._sets.clear()  # simplest bound: a set forgotten costs one create that fails
+        self._sets.add(key)
 
     async def claim(self, key: str, *, now: float, ttl: float) -> bool:
         try:
@@ -91,6 +105,13 @@ class DynamoDbStore:
         raise StateError(f"dynamodb:{self.table}: counter {key!r} kept changing under us", retryable=True)
 
     async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        if key not in self._sets:
+            # a set this task never met is most likely new (a new window, group or alert record):
+            # creating it first is one request where the update that fails, the read and the put are three
+            if await self._create_set(key, member, now + ttl):
+                self._met(key)
+                return Membership(True, 1, False)
+            self._met(key)  # it exists: from now on, update first
         for _ in range(_ATTEMPTS):
             try:
                 answer = await self._call(

@@ -17,6 +17,8 @@ DEFAULT_MAX_KEYS = 100_000
 
 
 class MemoryStore:
+    overlaps = False  # no operation awaits anything
+
     def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")

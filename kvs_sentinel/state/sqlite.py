@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE INDEX IF NOT EXISTS claims_expiry ON claims (expires_at);
 CREATE INDEX IF NOT EXISTS counters_expiry ON counters (expires_at);
 CREATE INDEX IF NOT EXISTS members_expiry ON members (expires_at);
+CREATE INDEX IF NOT EXISTS members_of_key ON members (key, expires_at);
 """
 
 # Rows are never returned once expired, but they stay in the file until swept: every SWEEP_EVERY
@@ -37,6 +38,8 @@ LATE_GRACE = 86_400.0
 
 
 class SqliteStore:
+    overlaps = False  # synchronous statements: tasks would only add their own cost
+
     def __init__(self, path: Path, sweep_every: int = SWEEP_EVERY) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,10 +93,12 @@ class SqliteStore:
             return self._remember(key, member, now, ttl, limit)
 
     def _remember(self, key: str, member: str, now: float, ttl: float, limit: int) -> Membership:
+        # three look-ups of the indexes, where one aggregate over the set read every member's row
         known, size, expired = self._run(
-            "SELECT coalesce(max(member = ? AND expires_at > ?), 0), coalesce(sum(expires_at > ?), 0), "
-            "coalesce(sum(expires_at <= ?), 0) FROM members WHERE key = ?",
-            (member, now, now, now, key),
+            "SELECT coalesce((SELECT expires_at > ?2 FROM members WHERE key = ?1 AND member = ?3), 0), "
+            "(SELECT count(*) FROM members WHERE key = ?1 AND expires_at > ?2), "
+            "EXISTS (SELECT 1 FROM members WHERE key = ?1 AND expires_at <= ?2)",
+            (key, now, member),
         ).fetchone()
         if not known and size >= limit:
             return Membership(False, size, True)
