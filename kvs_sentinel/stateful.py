@@ -19,6 +19,7 @@ delivered): a delivery that failed is retried instead of lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from kvs_sentinel.alerts import Alert, build_alert
 from kvs_sentinel.detectors.compiler import Detector
 from kvs_sentinel.detectors.stateful import FirstSeenRule, Observation, ThresholdRule
 from kvs_sentinel.engine import Pending
-from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.state.base import StateError, StateStore
 from kvs_sentinel.stats import RunStats
 
 _NO_EVENT_ID = "(no eventID)"
@@ -143,10 +144,17 @@ class StatefulJudge:
         alert_key = f"{window}/alert"
         # every key of the window lives at least until the window ends: `at` is inside it
         if rule.distinct is None:
-            counted = seen.event_id is None or await store.claim(
-                f"{window}/seen/{seen.event_id}", now=at, ttl=rule.window
-            )
-            total = await store.count(f"{window}/count", 1 if counted else 0, now=at, ttl=rule.window)
+            seen_key = f"{window}/seen/{seen.event_id}"
+            counted = seen.event_id is None or await store.claim(seen_key, now=at, ttl=rule.window)
+            try:
+                total = await store.count(f"{window}/count", 1 if counted else 0, now=at, ttl=rule.window)
+            except StateError:
+                # not counted after all: undo the claim, or the retry of this message would skip the count
+                # (DynamoDB has no transaction around the two; SQLite's batch already undoes both)
+                if counted and seen.event_id is not None:
+                    with contextlib.suppress(StateError):
+                        await store.release(seen_key, expires_at=at + rule.window)
+                raise
             if total < rule.count or not await self._alerts_for(alert_key, seen, rule.window):
                 return None
         else:

@@ -74,6 +74,33 @@ async def test_a_redelivered_event_is_counted_once(tmp_path: Path, store: StateS
     )
 
 
+class CountFailsOnce(MemoryStore):
+    """A store whose first count fails after the event's claim succeeded (DynamoDB throttling the second
+    of two requests)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
+        if not self.failed:
+            self.failed = True
+            raise StateError("dynamodb:t: update_item: ThrottlingException", retryable=True)
+        return await super().count(key, amount, now=now, ttl=ttl)
+
+
+async def test_an_event_whose_count_failed_is_counted_when_its_message_is_retried(tmp_path: Path) -> None:
+    judged = Judged(load(tmp_path, DENIED_BURST), CountFailsOnce())
+    first = call(1, START, error="AccessDenied")
+    with pytest.raises(StateError):
+        await judged(first)
+    assert await judged(first) == []  # the retry
+    crossing = await judged(
+        call(2, START + 1, error="AccessDenied"), call(3, START + 2, error="AccessDenied")
+    )
+    assert [alert.details["count"] for alert in crossing] == [3]
+
+
 async def test_a_redelivery_of_the_crossing_event_alerts_again_and_no_other_does(
     tmp_path: Path, store: StateStore
 ) -> None:
