@@ -16,7 +16,7 @@ that a document needs none. tests/test_decode.py checks that both paths find the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -45,14 +45,18 @@ from kvs_sentinel.stats import RunStats
 
 # The detectors' plans for an API call (eventSource, eventName); empty when no detector can match it.
 PlansFor = Callable[[str, str], tuple[Any, ...]]
+# The plans `PlansFor` already built, by (eventSource, eventName): looked up inline on the fast paths,
+# where a call per event costs more than the lookup.
+KnownPlans = Mapping[tuple[str | None, str | None], tuple[Any, ...]]
 Decoded = Event | LogFileRef | Malformed | Skipped
 
 
 class Decoder:
     """Decodes units of input into the events worth judging, counting everything in `stats`.
 
-    `plans_for` None: every event is wanted (tools and tests). `on_event_time`, when given, sees the
-    `eventTime` of every event read, wanted or not (`run` measures its lag with it).
+    `plans_for` None: every event is wanted (tools and tests). `known_plans`: what `plans_for` has built so
+    far (it must fill this mapping). `on_event_time`, when given, sees the `eventTime` of every event read,
+    wanted or not (`run` measures its lag with it).
     """
 
     def __init__(
@@ -60,10 +64,12 @@ class Decoder:
         stats: RunStats,
         plans_for: PlansFor | None = None,
         on_event_time: Callable[[object], object] | None = None,
+        known_plans: KnownPlans | None = None,
     ) -> None:
         self.stats = stats
         self.plans_for = plans_for
         self.on_event_time = on_event_time
+        self.known_plans: KnownPlans = {} if known_plans is None else known_plans
 
     def decode(self, unit: Unit | Malformed | Skipped) -> Iterator[Decoded]:
         if isinstance(unit, LineBatch):
@@ -82,6 +88,7 @@ class Decoder:
     def _lines(self, batch: LineBatch) -> Iterator[Decoded]:
         decode = DOC_DECODER.decode
         plans_for = self.plans_for
+        known = self.known_plans.get
         observe = self.on_event_time
         location = batch.location
         bare = 0
@@ -100,7 +107,11 @@ class Decoder:
                     source, name = doc.eventSource, doc.eventName
                     if plans_for is None or type(source) is not str or type(name) is not str:
                         yield Event(doc, "record", location, None, None, number)
-                    elif plans := plans_for(source, name):
+                        continue
+                    plans = known((source, name))
+                    if plans is None:
+                        plans = plans_for(source, name)
+                    if plans:
                         yield Event(doc, "record", location, None, None, number, plans)
                 elif (
                     type(doc) is Doc
@@ -121,6 +132,7 @@ class Decoder:
             yield from self._general(records_items(raw, location, "", start))
             return
         plans_for = self.plans_for
+        known = self.known_plans.get
         observe = self.on_event_time
         records = 0
         try:
@@ -133,7 +145,11 @@ class Decoder:
                     source, name = doc.eventSource, doc.eventName
                     if plans_for is None or type(source) is not str or type(name) is not str:
                         yield Event(doc, "records", location, position)
-                    elif plans := plans_for(source, name):
+                        continue
+                    plans = known((source, name))
+                    if plans is None:
+                        plans = plans_for(source, name)
+                    if plans:
                         yield Event(doc, "records", location, position, plans=plans)
                 else:
                     yield from self._general(record_element(doc, "records", location, position))

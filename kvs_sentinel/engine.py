@@ -44,8 +44,15 @@ class Engine:
         A stateful detector that matches adds its observation to `pending`, for the store to judge;
         without `pending`, stateful detectors are not judged (the caller has no store)."""
         alerts: list[Alert] = []
+        self.evaluate_into(alerts, event, self.index.plans(event) if plans is None else plans, pending)
+        return alerts
+
+    def evaluate_into(
+        self, alerts: list[Alert], event: Event, plans: tuple[Plan, ...], pending: list[Pending] | None
+    ) -> None:
+        """`evaluate`, appending to `alerts` (no list per event: most events have none to add)."""
         quiet = self.quiet
-        for plan in self.index.plans(event) if plans is None else plans:
+        for plan in plans:
             try:
                 if plan.predicate(event):
                     rule = plan.detector.stateful
@@ -69,7 +76,6 @@ class Engine:
                     error=repr(exc),
                 )
                 alerts.append(build_failure_alert(plan.detector, event, exc))
-        return alerts
 
 
 @dataclass(slots=True)  # built per matching event: a frozen dataclass is slower to build
@@ -103,7 +109,8 @@ class Processor:
     ) -> None:
         self.engine = engine
         self.stats = stats
-        self.decoder = Decoder(stats, engine.index.plans_for, on_event_time)
+        index = engine.index
+        self.decoder = Decoder(stats, index.plans_for, on_event_time, index.known_plans)
 
     def process(self, unit: Unit | Malformed | Skipped, outcome: Outcome | None = None) -> Outcome:
         outcome = outcome or Outcome()
@@ -123,10 +130,19 @@ class Processor:
         return outcome
 
     def _evaluate(self, event: Event, outcome: Outcome) -> None:
-        alerts = self.engine.evaluate(event, event.plans, outcome.pending)
-        if alerts:
-            outcome.alerts.extend(alerts)
-            for alert in alerts:
+        engine = self.engine
+        plans = event.plans
+        alerts = outcome.alerts
+        before = len(alerts)
+        try:
+            engine.evaluate_into(
+                alerts, event, engine.index.plans(event) if plans is None else plans, outcome.pending
+            )
+        except BaseException:
+            del alerts[before:]  # as if evaluated apart: a unit that fails adds none of this event's alerts
+            raise
+        if len(alerts) > before:
+            for alert in alerts[before:]:
                 if alert.detector_failed:
                     self.stats.detector_errors += 1
                 else:

@@ -7,6 +7,8 @@ calls. Only code we generate is executed: names are generated, every value from 
 
 from __future__ import annotations
 
+import functools
+from types import CodeType
 from typing import Any
 
 from kvs_sentinel.detectors.conditions import (
@@ -28,7 +30,7 @@ def generate(node: Node) -> Predicate:
     expression = writer.node(node)
     source = f"def predicate(event):\n    doc = event.doc\n    return {expression}\n"
     namespace: dict[str, Any] = {"_dig": dig, **writer.constants}
-    exec(compile(source, f"<detector condition: {expression[:60]}>", "exec"), namespace)
+    exec(_compiled(source, f"<detector condition: {expression[:60]}>"), namespace)
     predicate: Predicate = namespace["predicate"]
     return predicate
 
@@ -39,9 +41,16 @@ def generate_getter(path: str) -> Getter:
     expression = writer.fetch(path)
     source = f"def get(event):\n    doc = event.doc\n    return {expression}\n"
     namespace: dict[str, Any] = {"_dig": dig, **writer.constants}
-    exec(compile(source, f"<field getter: {path[:60]}>", "exec"), namespace)
+    exec(_compiled(source, f"<field getter: {path[:60]}>"), namespace)
     getter: Getter = namespace["get"]
     return getter
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str, name: str) -> CodeType:
+    """Compiled once per text: a detector specialised to many API calls often comes out the same (its
+    constants differ, and they live in the namespace, not in the code)."""
+    return compile(source, name, "exec")
 
 
 class _Writer:

@@ -12,7 +12,7 @@ proposes candidates, and specialising a case-sensitive condition on the real val
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from kvs_sentinel.detectors.compiler import Detector, Plan
 from kvs_sentinel.events import Event
@@ -75,6 +75,11 @@ class DetectorIndex:
             # odd input: no specialising on values that are not names; plans built once per detector
             return tuple(self._generic[d.id] for d in self.candidates(event) if d.id in self._generic)
         return self.plans_for(source, name)
+
+    @property
+    def known_plans(self) -> Mapping[tuple[str | None, str | None], tuple[Plan, ...]]:
+        """The plans built so far, by API call: `plans_for` fills it (the decoder looks here first)."""
+        return self._plans
 
     def plans_for(self, source: str | None, name: str | None) -> tuple[Plan, ...]:
         """The plans for one API call (strings or None only), built on first use and cached."""
