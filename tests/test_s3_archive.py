@@ -158,6 +158,9 @@ def test_bad_s3_arguments_are_one_line_and_exit_2(args: list[str], error: str, t
     assert "Traceback" not in done.stderr
 
 
+# moto serves the 1,000 files and their messages single-threaded: ~90 s on an idle 2-core machine, past
+# the suite's 120 s default under load; its own waits allow 240 s
+@pytest.mark.timeout(300)
 async def test_backfill_of_1000_files_is_drained_by_two_tasks_each_event_alerted_once(
     moto_server: str, tmp_path: Path, sentinels: list[Sentinel]
 ) -> None:
