@@ -18,7 +18,7 @@ from kvs_sentinel.shared_windows import SharedWindows
 from kvs_sentinel.sinks.base import Sink, SinkContext
 from kvs_sentinel.sinks.registry import build_sinks
 from kvs_sentinel.sources.base import Source
-from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.state.base import SharedState, StateStore
 from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.stateful import StatefulJudge
 from kvs_sentinel.stats import RunStats
@@ -34,13 +34,15 @@ def configured_dispatcher(
     command: str,
     sinks: Mapping[str, Sink] | None = None,
     wrap: Callable[[Sink], Sink] | None = None,
-    shared_state: StateStore | None = None,
+    shared_state: SharedState | None = None,
 ) -> Dispatcher:
     """The configured sinks (or `sinks` given in code: tests, benchmarks), routes, suppressions and
     grouping. Sinks given in code take every alert unless the configuration routes them. `shared_state`:
     a store every task shares, through which grouping windows and Slack's pace are kept across tasks."""
     delivery = loaded.delivery
-    built = sinks if sinks is not None else build_sinks(delivery.sinks, SinkContext(state=shared_state))
+    built = (
+        sinks if sinks is not None else build_sinks(delivery.sinks, SinkContext(shared_state=shared_state))
+    )
     if not built:
         raise ConfigError(f"{loaded.path}: {command} needs a sinks section (see config/sentinel.yaml)")
     default = delivery.default_route if delivery.sinks else tuple(built)

@@ -130,6 +130,13 @@ class Metrics:
             ["retryable"],
             registry=self.registry,
         )
+        self.decisions_alone = Counter(
+            f"{PREFIX}_shared_decisions_alone",
+            "decisions this task took alone because the shared state store failed (grouping windows, "
+            "Slack's pace): alerts still go out, possibly one per task",
+            ["decision"],
+            registry=self.registry,
+        )
         self.processing = Histogram(
             f"{PREFIX}_message_processing_seconds",
             "from receiving a message to acking or retrying it",
@@ -169,6 +176,9 @@ class Metrics:
 
     def state_failed(self, *, retryable: bool) -> None:
         self.state_failures.labels("true" if retryable else "false").inc()
+
+    def decided_alone(self, decision: str) -> None:
+        self.decisions_alone.labels(decision).inc()
 
     def message_processed(self, seconds: float) -> None:
         self.processing.observe(max(0.0, seconds))

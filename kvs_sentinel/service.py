@@ -50,7 +50,7 @@ from kvs_sentinel.sources.s3 import (
     s3_client,
 )
 from kvs_sentinel.startup_signals import STOP_SIGNALS
-from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.state.base import SharedState, StateStore
 from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.stats import RunStats
@@ -162,7 +162,11 @@ class Service:
     def dispatcher(self, state: StateStore | None = None) -> Dispatcher:
         """`state`: the store `service.state` names; when every task shares it (not `memory`), grouping
         windows and Slack's pace are kept across tasks through it."""
-        shared = None if state is None or self.settings.state == "memory" else state
+        shared = (
+            None
+            if state is None or self.settings.state == "memory"
+            else SharedState(state, self.metrics.decided_alone)
+        )
         return configured_dispatcher(
             self.loaded,
             "run",

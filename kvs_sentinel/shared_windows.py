@@ -20,16 +20,17 @@ from collections.abc import Callable, Hashable
 
 import structlog
 
-from kvs_sentinel.state.base import StateError, StateStore
+from kvs_sentinel.state.base import SharedState, StateError
 
 log = structlog.get_logger("kvs_sentinel.delivery")
 
 
 class SharedWindows:
     def __init__(
-        self, store: StateStore, window_seconds: float, wall: Callable[[], float] = time.time
+        self, shared: SharedState, window_seconds: float, wall: Callable[[], float] = time.time
     ) -> None:
-        self.store = store
+        self.store = shared.store
+        self.decided_alone = shared.decided_alone
         self.window_seconds = window_seconds
         self.wall = wall  # the store's clock is wall time: every task's `now` must agree
         self.failures = 0
@@ -53,6 +54,7 @@ class SharedWindows:
 
     def _failed(self, operation: str, exc: StateError) -> None:
         self.failures += 1
+        self.decided_alone("group_window")
         log.warning("group_window_unshared", operation=operation, error=str(exc), consequence="decided alone")
 
 

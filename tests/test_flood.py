@@ -13,7 +13,7 @@ from kvs_sentinel.flood import Grouper, GroupingSpec, Suppressions, SuppressionS
 from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.shared_windows import SharedWindows
 from kvs_sentinel.sinks.base import Sink
-from kvs_sentinel.state.base import StateError, StateStore
+from kvs_sentinel.state.base import SharedState, StateError, StateStore
 from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.testing import FakeClock, RecordingSink
 from tests.support.alert_samples import sample_alert
@@ -188,14 +188,18 @@ async def test_grouping_off_sends_everything() -> None:
 # ------------------------------------------------------------------ grouping shared by tasks
 
 
-def two_tasks(store: StateStore, clock: FakeClock, *sinks: Sink) -> list[Dispatcher]:
-    """Two tasks' dispatchers, each with its own sink, whose windows are shared through `store`."""
+def two_tasks(
+    store: StateStore, clock: FakeClock, *sinks: Sink, told: list[str] | None = None
+) -> list[Dispatcher]:
+    """Two tasks' dispatchers, each with its own sink, whose windows are shared through `store`; what
+    they decide alone is told to `told`."""
+    shared = SharedState(store, (told if told is not None else []).append)
     return [
         Dispatcher(
             {"slack": sink},
             grouping=grouping(60),
             clock=clock,
-            shared_windows=SharedWindows(store, 60, wall=clock.monotonic),
+            shared_windows=SharedWindows(shared, 60, wall=clock.monotonic),
         )
         for sink in sinks
     ]
@@ -244,12 +248,13 @@ async def test_a_first_alert_that_fails_is_released_for_its_retry_on_another_tas
 
 
 async def test_a_store_that_fails_leaves_each_task_to_decide_alone() -> None:
-    clock = FakeClock()
+    clock, told = FakeClock(), []
     sinks = RecordingSink("slack"), RecordingSink("slack")
-    tasks = two_tasks(_UnreachableStore(), clock, *sinks)
+    tasks = two_tasks(_UnreachableStore(), clock, *sinks, told=told)
     for n in range(4):
         await tasks[n % 2].deliver([sample_alert(event_id=f"e-{n}")])
     assert [[a.event_id for a in sink.alerts] for sink in sinks] == [["e-0"], ["e-1"]]
+    assert told == ["group_window", "group_window"]  # the metrics count each decision taken alone
 
 
 class _UnreachableStore(MemoryStore):

@@ -65,6 +65,7 @@ async def test_metrics_exposition_parses_and_counts() -> None:
     metrics.alert_emitted("kvs-producer-media-read", "high")
     metrics.alert_emitted("kvs-long-term-credentials", "critical")
     metrics.sink_failed("slack", retryable=True)
+    metrics.decided_alone("slack_pace")
     metrics.message_processed(0.2)
     assert metrics.event_seen("2024-05-01T11:59:30Z") == 30.0
     assert metrics.event_seen("not a time") is None
@@ -90,6 +91,7 @@ async def test_metrics_exposition_parses_and_counts() -> None:
     assert alerts[(("detector", "kvs-producer-media-read"), ("severity", "high"))] == 2
     assert alerts[(("detector", "kvs-long-term-credentials"), ("severity", "critical"))] == 1
     assert found["kvs_sentinel_sink_failures_total"] == {(("retryable", "true"), ("sink", "slack")): 1}
+    assert found["kvs_sentinel_shared_decisions_alone_total"] == {(("decision", "slack_pace"),): 1}
     assert found["kvs_sentinel_message_processing_seconds_count"][()] == 1
     assert found["kvs_sentinel_event_lag_seconds_count"][()] == 1
     assert found["kvs_sentinel_event_lag_seconds_bucket"][(("le", "30.0"),)] == 1

@@ -32,7 +32,7 @@ from kvs_sentinel.sinks.slack import (
     accepted,
     slack_message,
 )
-from kvs_sentinel.state.base import StateError
+from kvs_sentinel.state.base import SharedState, StateError
 from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.stats import RunStats
 from kvs_sentinel.testing import FakeClock, FakeSlackWebhook, SlackReply
@@ -242,7 +242,9 @@ async def test_tasks_sharing_a_store_share_the_webhook_pace(
             f"task{n}",
             config,
             clock=clock,
-            pacer=SharedPacer(Pacer(clock, 1.0), store, clocked_slack.url, 1.0, clock, wall=clock.monotonic),
+            pacer=SharedPacer(
+                Pacer(clock, 1.0), SharedState(store), clocked_slack.url, 1.0, clock, wall=clock.monotonic
+            ),
         )
         for n in (1, 2)
     ]
@@ -262,9 +264,9 @@ async def test_a_failing_store_leaves_each_task_its_own_pace(
     clock: FakeClock, clocked_slack: FakeSlackWebhook
 ) -> None:
     config = SlackConfig.model_validate({"webhook_url": clocked_slack.url})
-    pacer = SharedPacer(
-        Pacer(clock, 1.0), _UnreachableStore(), clocked_slack.url, 1.0, clock, wall=clock.monotonic
-    )
+    told: list[str] = []
+    shared = SharedState(_UnreachableStore(), told.append)
+    pacer = SharedPacer(Pacer(clock, 1.0), shared, clocked_slack.url, 1.0, clock, wall=clock.monotonic)
     sink = SlackSink("alone", config, clock=clock, pacer=pacer)
     try:
         with capture_logs() as logs:
@@ -274,6 +276,7 @@ async def test_a_failing_store_leaves_each_task_its_own_pace(
         await sink.aclose()
     assert len(clocked_slack.posts) == 2
     assert [entry["event"] for entry in logs].count("slack_pace_unshared") == 2
+    assert told == ["slack_pace", "slack_pace"]
 
 
 class _UnreachableStore(MemoryStore):

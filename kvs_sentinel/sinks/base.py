@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from kvs_sentinel.alerts import Alert
 from kvs_sentinel.clock import SYSTEM_CLOCK, Clock
 from kvs_sentinel.errors import DeliveryError
-from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.state.base import SharedState
 
 
 class Sink(Protocol):
@@ -78,7 +78,9 @@ class SinkContext:
 
     clock: Clock = SYSTEM_CLOCK
     shared: dict[tuple[str, str], Any] = field(default_factory=dict)
-    state: StateStore | None = None  # a store every task shares: sinks may pace themselves across tasks
+    shared_state: SharedState | None = (
+        None  # a store every task shares: sinks may pace themselves across tasks
+    )
 
 
 class SinkSpec(BaseModel):

@@ -18,7 +18,7 @@ from typing import Protocol
 import structlog
 
 from kvs_sentinel.clock import Clock
-from kvs_sentinel.state.base import StateError, StateStore
+from kvs_sentinel.state.base import SharedState, StateError
 
 log = structlog.get_logger("kvs_sentinel.sinks.slack")
 
@@ -38,14 +38,15 @@ class SharedPacer:
     def __init__(
         self,
         local: Pacing,
-        store: StateStore,
+        shared: SharedState,
         webhook_url: str,
         interval: float,
         clock: Clock,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.local = local
-        self.store = store
+        self.store = shared.store
+        self.decided_alone = shared.decided_alone
         # the key names the webhook without revealing it: the URL is the secret
         self.key = "pace/" + hashlib.blake2b(webhook_url.encode(), digest_size=16).hexdigest()
         self.interval = interval
@@ -65,6 +66,7 @@ class SharedPacer:
                     break
                 slot += 1
         except StateError as exc:
+            self.decided_alone("slack_pace")
             log.warning("slack_pace_unshared", error=str(exc), consequence="this task keeps its own pace")
             return
         delay = slot * self.interval - self.wall()

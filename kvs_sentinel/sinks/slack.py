@@ -295,8 +295,10 @@ class SlackSink:
         pacer = context.shared.get(("slack", url))
         if pacer is None:
             pacer = Pacer(context.clock, config.min_interval_seconds)
-            if context.state is not None:  # every task shares the webhook's pace
-                pacer = SharedPacer(pacer, context.state, url, config.min_interval_seconds, context.clock)
+            if context.shared_state is not None:  # every task shares the webhook's pace
+                pacer = SharedPacer(
+                    pacer, context.shared_state, url, config.min_interval_seconds, context.clock
+                )
             context.shared["slack", url] = pacer
         return cls(name, config, clock=context.clock, pacer=pacer)
 

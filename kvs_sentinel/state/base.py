@@ -23,7 +23,9 @@ A backend is chosen by URL (`memory`, `sqlite:PATH`, `dynamodb:TABLE`) through `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 
@@ -88,3 +90,16 @@ class StateStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def _nobody_told(decision: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """A store every task shares, for decisions a task takes alone when the store fails (grouping
+    windows, Slack's pace): `decided_alone(decision)` is told each time (the metrics count it)."""
+
+    store: StateStore
+    decided_alone: Callable[[str], None] = _nobody_told
