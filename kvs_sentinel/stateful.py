@@ -160,7 +160,8 @@ class StatefulJudge:
         else:
             assert seen.value is not None  # observe() gives a value to a distinct count
             distinct = f"{window}/distinct"
-            cached = (detector, (seen.group, start, seen.value))
+            assert seen.key is not None  # (group, window start, value): what `quiet` looks up
+            cached = (detector, seen.key)
             added = await store.remember(distinct, seen.value, now=at, ttl=rule.window, limit=rule.count)
             total = added.size
             if added.new:
@@ -192,7 +193,8 @@ class StatefulJudge:
         store, at = self.store, seen.at
         assert seen.value is not None  # observe() gives first_seen a value
         group = baseline_key(detector, seen.group)
-        cached = (detector, (seen.group, seen.value))
+        assert seen.key is not None  # (group, value): what `quiet` looks up
+        cached = (detector, seen.key)
         values = await store.remember(
             f"{group}/values", seen.value, now=at, ttl=rule.expiry, limit=rule.max_values
         )
