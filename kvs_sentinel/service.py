@@ -159,14 +159,10 @@ class Service:
         state_failing = self.pipeline is not None and self.pipeline.state_failing
         return all(source.ready for source in self.sources) and not state_failing
 
-    def dispatcher(self, state: StateStore | None = None) -> Dispatcher:
+    def dispatcher(self, state: StateStore) -> Dispatcher:
         """`state`: the store `service.state` names; when every task shares it (not `memory`), grouping
         windows and Slack's pace are kept across tasks through it."""
-        shared = (
-            None
-            if state is None or self.settings.state == "memory"
-            else SharedState(state, self.metrics.decided_alone)
-        )
+        shared = None if self.settings.state == "memory" else SharedState(state, self.metrics.decided_alone)
         return configured_dispatcher(
             self.loaded,
             "run",

@@ -33,7 +33,6 @@ class SharedWindows:
         self.decided_alone = shared.decided_alone
         self.window_seconds = window_seconds
         self.wall = wall  # the store's clock is wall time: every task's `now` must agree
-        self.failures = 0
 
     async def claim(self, key: Hashable) -> float | None:
         """The claim's expiry when this task opens the shared window, None when another task holds it."""
@@ -53,7 +52,6 @@ class SharedWindows:
             self._failed("release", exc)  # the claim expires by itself; meanwhile its retry is a repeat
 
     def _failed(self, operation: str, exc: StateError) -> None:
-        self.failures += 1
         self.decided_alone("group_window")
         log.warning("group_window_unshared", operation=operation, error=str(exc), consequence="decided alone")
 
