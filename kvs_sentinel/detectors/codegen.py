@@ -28,22 +28,23 @@ from kvs_sentinel.events import LAZY_FIELDS, Getter, dig, split_field_path
 def generate(node: Node) -> Predicate:
     writer = _Writer()
     expression = writer.node(node)
-    source = f"def predicate(event):\n    doc = event.doc\n    return {expression}\n"
-    namespace: dict[str, Any] = {"_dig": dig, **writer.constants}
-    exec(_compiled(source, f"<detector condition: {expression[:60]}>"), namespace)
-    predicate: Predicate = namespace["predicate"]
+    predicate: Predicate = _define(writer, "predicate", expression, f"detector condition: {expression[:60]}")
     return predicate
 
 
 def generate_getter(path: str) -> Getter:
     """The value at a field path, as one generated function (ValueError: not a CloudTrail field path)."""
     writer = _Writer()
-    expression = writer.fetch(path)
-    source = f"def get(event):\n    doc = event.doc\n    return {expression}\n"
-    namespace: dict[str, Any] = {"_dig": dig, **writer.constants}
-    exec(_compiled(source, f"<field getter: {path[:60]}>"), namespace)
-    getter: Getter = namespace["get"]
+    getter: Getter = _define(writer, "get", writer.fetch(path), f"field getter: {path[:60]}")
     return getter
+
+
+def _define(writer: _Writer, name: str, expression: str, label: str) -> Any:
+    """`def name(event): return expression`, with the writer's constants in its namespace."""
+    source = f"def {name}(event):\n    doc = event.doc\n    return {expression}\n"
+    namespace: dict[str, Any] = {"_dig": dig, **writer.constants}
+    exec(_compiled(source, f"<{label}>"), namespace)
+    return namespace[name]
 
 
 @functools.lru_cache(maxsize=4096)
