@@ -28,6 +28,7 @@ from tests.aws_fixtures import aws_client, moto_server, point_aws_at
 from tests.support.events import event_id, eventbridge, media_read
 from tests.support.queues import drained, make_queue, queue_counts, send
 from tests.support.sentinel_process import Sentinel, alerts_in, jsonl_sink, sentinels, write_config
+from tests.support.slack_posts import slack_alerts
 from tests.support.waiting import wait_until
 
 __all__ = ["moto_server", "sentinels"]
@@ -160,20 +161,6 @@ async def test_s3_log_files_are_alerted_and_poison_messages_land_in_the_dlq(
     assert all("NoSuchKey" in entry["error"] and entry["message_id"] for entry in failures)
     assert len(sentinel.logged("alert_deduplicated")) == 3 * DETECTORS_PER_EVENT
     await sentinel.stop(within=8)
-
-
-def slack_alerts(server: FakeSlackWebhook, *, accepted_only: bool = True) -> list[tuple[str, str]]:
-    """(detector, event id) of every alert Slack accepted (or, with accepted_only=False, was sent)."""
-    found = []
-    payloads = server.payloads if accepted_only else [post.payload for post in server.posts if post.payload]
-    for payload in payloads:
-        text = json.dumps(payload)
-        detector = re.search(r"detector `([a-z0-9-]+)`", text)
-        event = re.search(r"event `([0-9a-f-]{36})`", text)
-        assert detector, text[:500]
-        assert event, text[:500]
-        found.append((detector.group(1), event.group(1)))
-    return found
 
 
 async def test_kill_9_in_the_middle_of_a_batch_then_restart_loses_no_alert(

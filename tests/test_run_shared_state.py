@@ -13,6 +13,7 @@ from typing import Any
 
 from kvs_sentinel.testing import FakeSlackWebhook, SlackReply
 from tests.aws_fixtures import moto_server
+from tests.support.events import in_eventbridge
 from tests.support.queues import drained, make_queue, queue_counts, send
 from tests.support.sentinel_process import Sentinel, alerts_in, jsonl_sink, sentinels, write_config
 from tests.support.state_tables import TABLE, make_table
@@ -46,17 +47,7 @@ def envelope(n: int, time: str, identity: dict[str, str], ip: str, **fields: Any
         "recipientAccountId": "111122223333",
         **fields,
     }
-    return {
-        "version": "0",
-        "id": f"eb-{n}",
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.kinesisvideo",
-        "account": "111122223333",
-        "time": time,
-        "region": "us-east-1",
-        "resources": [],
-        "detail": record,
-    }
+    return in_eventbridge(record, n)
 
 
 def denied_calls(first: int, count: int) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from tests.aws_fixtures import aws_client, moto_server
 from tests.support.containers import REPO, Container, Image, containers, docker, image
 from tests.support.events import event_id, media_read
 from tests.support.queues import drained, make_queue
+from tests.support.slack_posts import slack_alerts
 from tests.support.waiting import wait_until
 
 __all__ = ["containers", "image", "moto_server"]
@@ -136,19 +137,6 @@ def task_definition_command() -> list[str]:
 def port_is_free(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) != 0
-
-
-def slack_alerts(slack: FakeSlackWebhook) -> list[tuple[str, str]]:
-    """(detector, event id) of every alert Slack accepted."""
-    found = []
-    for payload in slack.payloads:
-        text = json.dumps(payload)
-        detector = re.search(r"detector `([a-z0-9-]+)`", text)
-        event = re.search(r"event `([0-9a-f-]{36})`", text)
-        assert detector, text[:500]
-        assert event, text[:500]
-        found.append((detector.group(1), event.group(1)))
-    return found
 
 
 async def put_through_eventbridge(queue_arn: str, numbers: range) -> None:

@@ -28,14 +28,19 @@ def event_id(n: int) -> str:
 
 
 def eventbridge(n: int) -> dict[str, Any]:
+    return in_eventbridge(media_read(n), n)
+
+
+def in_eventbridge(record: dict[str, Any], n: int) -> dict[str, Any]:
+    """A KVS record in the envelope EventBridge delivers it in (id `eb-N`)."""
     return {
         "version": "0",
         "id": f"eb-{n}",
         "detail-type": "AWS API Call via CloudTrail",
         "source": "aws.kinesisvideo",
-        "account": "111122223333",
-        "time": "2026-02-03T10:00:00Z",
-        "region": "eu-west-1",
+        "account": record["recipientAccountId"],
+        "time": record["eventTime"],
+        "region": record["awsRegion"],
         "resources": [],
-        "detail": media_read(n),
+        "detail": record,
     }
