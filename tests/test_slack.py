@@ -279,6 +279,47 @@ async def test_a_failing_store_leaves_each_task_its_own_pace(
     assert told == ["slack_pace", "slack_pace"]
 
 
+async def test_a_slot_that_ends_while_the_store_answers_is_not_posted_in(
+    clock: FakeClock, clocked_slack: FakeSlackWebhook
+) -> None:
+    clock.now = 1000.9  # near the end of a 1 s slot
+    store = _SlowStore(clock, answer_seconds=0.3)
+    config = SlackConfig.model_validate({"webhook_url": clocked_slack.url})
+    tasks = [
+        SlackSink(
+            f"task{n}",
+            config,
+            clock=clock,
+            pacer=SharedPacer(
+                Pacer(clock, 1.0), SharedState(store), clocked_slack.url, 1.0, clock, wall=clock.monotonic
+            ),
+        )
+        for n in (1, 2)
+    ]
+    try:
+        for task in tasks:
+            await task.send(sample_alert(event_id=task.name))
+    finally:
+        for task in tasks:
+            await task.aclose()
+    # task one's first slot (1000) ended before the store said it was free: it posts in 1001, and task two
+    # in 1002, not both in 1001
+    assert [int(post.at) for post in clocked_slack.posts] == [1001, 1002]
+
+
+class _SlowStore(MemoryStore):
+    """A store whose counter answers `answer_seconds` later on the clock."""
+
+    def __init__(self, clock: FakeClock, answer_seconds: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.answer_seconds = answer_seconds
+
+    async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
+        self.clock.now += self.answer_seconds
+        return await super().count(key, amount, now=now, ttl=ttl)
+
+
 class _UnreachableStore(MemoryStore):
     async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
         raise StateError("dynamodb:t: update_item: could not connect", retryable=True)

@@ -62,9 +62,11 @@ class SharedPacer:
         try:
             for _ in range(_SLOTS_AHEAD):
                 taken = await self.store.count(f"{self.key}/{slot}", 1, now=now, ttl=_SLOT_TTL_SECONDS)
-                if taken == 1:
+                # a slot that ended while the store answered is no longer ours to post in: the next
+                # slot's holder may be posting now
+                if taken == 1 and self.wall() < (slot + 1) * self.interval:
                     break
-                slot += 1
+                slot = max(slot + 1, math.floor(self.wall() / self.interval))
         except StateError as exc:
             self.decided_alone("slack_pace")
             log.warning("slack_pace_unshared", error=str(exc), consequence="this task keeps its own pace")
