@@ -40,10 +40,12 @@ def export_ref(ref: str) -> Path:
         ["git", "-C", str(REPO), "rev-parse", "--short", ref], check=True, capture_output=True, text=True
     ).stdout.strip()
     target = OUT / f"build-{commit}"
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", commit, "kvs_sentinel", "config"], check=True, capture_output=True
-    ).stdout
     if not target.exists():
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit, "kvs_sentinel", "config"],
+            check=True,
+            capture_output=True,
+        ).stdout
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(target, filter="data")
     return target
