@@ -232,22 +232,17 @@ async def test_sinks_sharing_a_webhook_share_its_pace(
     assert all(b - a >= 1.0 for a, b in itertools.pairwise(times))
 
 
+def task_sink(name: str, shared: SharedState, url: str, clock: FakeClock) -> SlackSink:
+    """One ECS task's Slack sink, pacing 1 post/s through `shared` (on the fake clock)."""
+    pacer = SharedPacer(Pacer(clock, 1.0), shared, url, 1.0, clock, wall=clock.monotonic)
+    return SlackSink(name, SlackConfig.model_validate({"webhook_url": url}), clock=clock, pacer=pacer)
+
+
 async def test_tasks_sharing_a_store_share_the_webhook_pace(
     clock: FakeClock, clocked_slack: FakeSlackWebhook
 ) -> None:
     store = MemoryStore()  # what two ECS tasks share: DynamoDB in production
-    config = SlackConfig.model_validate({"webhook_url": clocked_slack.url})
-    tasks = [
-        SlackSink(
-            f"task{n}",
-            config,
-            clock=clock,
-            pacer=SharedPacer(
-                Pacer(clock, 1.0), SharedState(store), clocked_slack.url, 1.0, clock, wall=clock.monotonic
-            ),
-        )
-        for n in (1, 2)
-    ]
+    tasks = [task_sink(f"task{n}", SharedState(store), clocked_slack.url, clock) for n in (1, 2)]
     try:
         for n in range(3):
             for task in tasks:  # each task's own pacer would let both post at once
@@ -263,11 +258,8 @@ async def test_tasks_sharing_a_store_share_the_webhook_pace(
 async def test_a_failing_store_leaves_each_task_its_own_pace(
     clock: FakeClock, clocked_slack: FakeSlackWebhook
 ) -> None:
-    config = SlackConfig.model_validate({"webhook_url": clocked_slack.url})
     told: list[str] = []
-    shared = SharedState(_UnreachableStore(), told.append)
-    pacer = SharedPacer(Pacer(clock, 1.0), shared, clocked_slack.url, 1.0, clock, wall=clock.monotonic)
-    sink = SlackSink("alone", config, clock=clock, pacer=pacer)
+    sink = task_sink("alone", SharedState(_UnreachableStore(), told.append), clocked_slack.url, clock)
     try:
         with capture_logs() as logs:
             for n in range(2):
@@ -284,18 +276,7 @@ async def test_a_slot_that_ends_while_the_store_answers_is_not_posted_in(
 ) -> None:
     clock.now = 1000.9  # near the end of a 1 s slot
     store = _SlowStore(clock, answer_seconds=0.3)
-    config = SlackConfig.model_validate({"webhook_url": clocked_slack.url})
-    tasks = [
-        SlackSink(
-            f"task{n}",
-            config,
-            clock=clock,
-            pacer=SharedPacer(
-                Pacer(clock, 1.0), SharedState(store), clocked_slack.url, 1.0, clock, wall=clock.monotonic
-            ),
-        )
-        for n in (1, 2)
-    ]
+    tasks = [task_sink(f"task{n}", SharedState(store), clocked_slack.url, clock) for n in (1, 2)]
     try:
         for task in tasks:
             await task.send(sample_alert(event_id=task.name))
