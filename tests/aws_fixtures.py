@@ -17,37 +17,37 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
-_ITEM_WRITES = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items")
 
 
-def _serialise_dynamodb_item_writes() -> None:
-    """DynamoDB applies each conditional write atomically; moto's server threads can interleave two
-    (both see "no item", both create it). One lock over moto's item writes makes the fake as atomic
-    as the service, so the state store's atomicity tests test our requests, not moto's threading."""
+def _serialise_dynamodb_requests() -> None:
+    """DynamoDB applies each request atomically. moto's server threads can interleave two: its handler
+    reads the item that `ReturnValues=ALL_OLD` returns before the backend applies the update, so two
+    concurrent updates can both be told a member was absent. One lock over moto's DynamoDB handler makes
+    the fake as atomic as the service, so the state store's atomicity tests test our requests, not
+    moto's threading."""
     import functools
     import threading
 
-    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
-    if getattr(DynamoDBBackend, "_kvs_serialised", False):
+    if getattr(DynamoHandler, "_kvs_serialised", False):
         return
     lock = threading.Lock()
-    for name in _ITEM_WRITES:
-        original = getattr(DynamoDBBackend, name)
+    original = DynamoHandler.call_action
 
-        @functools.wraps(original)
-        def serialised(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
+    @functools.wraps(original)
+    def serialised(self: Any) -> Any:
+        with lock:
+            return original(self)
 
-        setattr(DynamoDBBackend, name, serialised)
-    DynamoDBBackend._kvs_serialised = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = serialised  # type: ignore[method-assign]
+    DynamoHandler._kvs_serialised = True  # type: ignore[attr-defined]
 
 
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     """The endpoint of a fresh moto server; AWS_* point every client at it."""
-    _serialise_dynamodb_item_writes()
+    _serialise_dynamodb_requests()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -92,6 +92,15 @@ async def test_concurrent_new_members_are_each_new_once(store: StateStore) -> No
     assert await store.members("nets/q", now=NOW) == set(members)
 
 
+async def test_a_member_added_by_many_callers_to_a_set_that_exists_is_new_once(store: StateStore) -> None:
+    await store.remember("nets/r", "198.51.100.0/24", now=NOW, ttl=100, limit=50)
+    results = await asyncio.gather(
+        *(store.remember("nets/r", "192.0.2.0/24", now=NOW + n / 100, ttl=100, limit=50) for n in range(20))
+    )
+    assert sum(result.new for result in results) == 1
+    assert {result.size for result in results} == {2}
+
+
 async def test_sqlite_is_atomic_between_two_processes_sharing_the_file(tmp_path: Path) -> None:
     url = f"sqlite:{tmp_path / 'shared.db'}"
     first, second = await open_store(url), await open_store(url)
