@@ -10,12 +10,15 @@ opens a window; repeats inside it are counted and become one summary alert when 
 shutdown, or when too many windows are open). State is per sink, so a sink that failed an alert still gets
 it when the message is redelivered, while the sinks that already have it count the redelivery as a
 duplicate of an event they have seen. With `shared` windows (a store every task shares), a window is
-opened by one task only: the others count their alerts into windows of their own (`shared_windows.py`).
+opened by one task only: the others count their alerts into windows of their own that end with it, and
+one task summarises every task's repeats (`shared_windows.py`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import heapq
+import itertools
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -137,6 +140,7 @@ class _Group:
     sample_ids: list[str] = field(default_factory=list)
     claim_expires_at: float | None = None  # the shared window this task opened
     follower: bool = False  # another task opened the shared window and sent the first alert
+    shared_until: float | None = None  # when the shared window this group counts into ends (wall time)
 
 
 Closed = Literal["window_end", "shutdown", "evicted"]
@@ -151,7 +155,15 @@ class Grouper:
         self.clock = clock
         self.shared = shared if spec.window_seconds > 0 else None
         self._groups: OrderedDict[_Key, _Group] = OrderedDict()
+        # (deadline, tie-break, key, group), a heap: a follower's window ends with the shared one, not in
+        # the order windows opened here; an entry is stale once its group closed or its deadline moved
+        self._deadlines: list[tuple[float, int, _Key, _Group]] = []
+        self._pushed = itertools.count()
         self._closed: list[tuple[str, Alert]] = []
+        # shared windows that ended: (key, group, when the window ended in wall time); their counts are
+        # handed in next, then their summaries taken `when` (monotonic) comes
+        self._ended_shared: list[tuple[_Key, _Group, float]] = []
+        self._summaries_to_take: list[tuple[float, _Key, _Group, float]] = []
         self.repeats = 0
         self.duplicates = 0
 
@@ -191,7 +203,8 @@ class Grouper:
             if expires_at is None:
                 return self._count(group, alert)
             self._close(key, "window_end")
-            self._open(key, alert, now).claim_expires_at = expires_at
+            opened = self._open(key, alert, now)
+            opened.claim_expires_at = opened.shared_until = expires_at
             return True
         if not group.delivered and not group.inflight:
             group.first, group.inflight = alert, True  # the first one failed: this one goes out instead
@@ -202,11 +215,15 @@ class Grouper:
         """Whether this task holds the window (always, unless windows are shared and another task does)."""
         if self.shared is None:
             return True
-        group.claim_expires_at = await self.shared.claim(key)
+        group.claim_expires_at = group.shared_until = await self.shared.claim(key)
         if group.claim_expires_at is not None:
             return True
         group.follower, group.inflight, group.delivered = True, False, True
         group.seen_ids.clear()  # the alert is counted next, as a repeat of the other task's first
+        group.shared_until = await self.shared.held_until(key)
+        if group.shared_until is not None:  # else this task's own window, summarised alone
+            group.deadline = self.clock.monotonic() + self.shared.seconds_until(group.shared_until)
+            self._schedule(key, group)
         return False
 
     def _count(self, group: _Group, alert: Alert) -> bool:
@@ -228,6 +245,7 @@ class Grouper:
             self._close(next(iter(self._groups)), "evicted")
         fields = self._fields(alert.detector)
         group = self._groups[key] = _Group(fields, key[2], alert, now, now + self.spec.window_seconds)
+        self._schedule(key, group)
         if alert.event_id is not None:
             group.seen_ids.add(alert.event_id)
         return group
@@ -243,37 +261,89 @@ class Grouper:
             group.delivered = delivered
             if not delivered and self.shared is not None and group.claim_expires_at is not None:
                 await self.shared.release(key, group.claim_expires_at)  # its retry, anywhere, goes first
-                group.claim_expires_at = None
+                group.claim_expires_at = group.shared_until = None
+
+    def _schedule(self, key: _Key, group: _Group) -> None:
+        heapq.heappush(self._deadlines, (group.deadline, next(self._pushed), key, group))
+
+    def _next_open(self) -> tuple[_Key, _Group] | None:
+        """The open window that ends first (dropping stale entries on the way)."""
+        while self._deadlines:
+            deadline, _, key, group = self._deadlines[0]
+            if self._groups.get(key) is group and group.deadline == deadline:
+                return key, group
+            heapq.heappop(self._deadlines)
+        return None
 
     def next_deadline(self) -> float | None:
-        if self._closed:
+        if self._closed or self._ended_shared:
             return self.clock.monotonic()
-        return next(iter(self._groups.values())).deadline if self._groups else None
+        deadlines = [when for when, *_ in self._summaries_to_take]
+        if (first := self._next_open()) is not None:
+            deadlines.append(first[1].deadline)
+        return min(deadlines, default=None)
 
-    def due(self) -> list[tuple[str, Alert]]:
+    async def due(self) -> list[tuple[str, Alert]]:
         """Summaries of the windows that have ended (and of those closed early), as (sink, alert)."""
         now = self.clock.monotonic()
-        while self._groups:
-            key, group = next(iter(self._groups.items()))
-            if group.deadline > now:
-                break
-            self._close(key, "window_end")
+        while (first := self._next_open()) is not None and first[1].deadline <= now:
+            self._close(first[0], "window_end")
+        await self._hand_in_ended()
+        await self._take_summaries(lambda when: when <= now)
         closed, self._closed = self._closed, []
         return closed
 
-    def close_all(self) -> list[tuple[str, Alert]]:
-        """Shutdown: every open window ends now; its repeats are summarised."""
+    async def close_all(self) -> list[tuple[str, Alert]]:
+        """Shutdown: every open window ends now; its repeats are summarised. A shared window's summary
+        that was waiting for the other tasks' counts is taken now, with what they have handed in."""
         while self._groups:
             self._close(next(iter(self._groups)), "shutdown")
+        await self._hand_in_ended()
+        await self._take_summaries(lambda when: True)
         closed, self._closed = self._closed, []
         return closed
 
     def _close(self, key: _Key, how: Closed) -> None:
         group = self._groups.pop(key)
-        if group.repeats:
+        if how == "window_end" and group.shared_until is not None:
+            self._ended_shared.append((key, group, group.shared_until))
+        elif group.repeats:
             self._closed.append((key[0], self._summary(group, how)))
 
-    def _summary(self, group: _Group, how: Closed) -> Alert:
+    async def _hand_in_ended(self) -> None:
+        """Each shared window that ended hands its repeats in; its opener (or, later, a task that counted
+        repeats) then takes the summary once every task has had `grace_seconds` to hand theirs in."""
+        if not self._ended_shared:
+            return
+        ended, self._ended_shared = self._ended_shared, []
+        shared = self._shared_windows()
+        for key, group, until in ended:
+            if group.repeats and not await shared.hand_in(key, until, group.repeats):
+                self._closed.append((key[0], self._summary(group, "window_end")))  # late, or alone
+            elif group.repeats or not group.follower:
+                wait = shared.grace_seconds * (2 if group.follower else 1)
+                self._summaries_to_take.append((group.deadline + wait, key, group, until))
+
+    async def _take_summaries(self, due: Callable[[float], bool]) -> None:
+        if not self._summaries_to_take:
+            return
+        waiting, self._summaries_to_take = self._summaries_to_take, []
+        shared = self._shared_windows()
+        for when, key, group, until in waiting:
+            if not due(when):
+                self._summaries_to_take.append((when, key, group, until))
+                continue
+            total = await shared.take_summary(key, until, own=group.repeats)
+            if total:
+                self._closed.append((key[0], self._summary(group, "window_end", total)))
+
+    def _shared_windows(self) -> SharedWindows:
+        if self.shared is None:
+            raise AssertionError("a window was shared without shared windows")
+        return self.shared
+
+    def _summary(self, group: _Group, how: Closed, every_task: int | None = None) -> Alert:
+        """`every_task`: the repeats every task sharing the window counted, when this summary is theirs."""
         first, last = group.first, group.last or group.first
         elapsed = self.clock.monotonic() - group.opened_at
         span = (
@@ -285,13 +355,16 @@ class Grouper:
         same = ", ".join(
             f"{name} {value}" for name, value in zip(group.key_fields, group.key_values, strict=True) if value
         )
-        plural = "s" if group.repeats != 1 else ""
-        count = f"{group.repeats} more alert{plural}"
-        if group.follower:  # this task counted them; another task opened the window and sent the first
-            count = f"{group.repeats} alert{plural} counted by this task"
+        repeats = group.repeats if every_task is None else every_task
+        plural = "s" if repeats != 1 else ""
+        count = f"{repeats} more alert{plural}"
+        if every_task is not None:
+            count += " counted by every task"
+        elif group.follower:  # this task counted them; another task opened the window and sent the first
+            count = f"{repeats} alert{plural} counted by this task"
         details: dict[str, Any] = {
             "grouped": {
-                "repeats": group.repeats,
+                "repeats": repeats,
                 "closed": how,
                 "window_seconds": self.spec.window_seconds,
                 "key": dict(zip(group.key_fields, group.key_values, strict=True)),
@@ -300,11 +373,12 @@ class Grouper:
                 "last_event_time": last.event_time,
                 "sample_event_ids": group.sample_ids,
                 **({"first_sent_by": "another task"} if group.follower else {}),
+                **({"counted_by": "every task"} if every_task is not None else {}),
             }
         }
         return msgspec.structs.replace(
             last,
-            title=f"{first.title} (repeated {group.repeats} times)",
+            title=f"{first.title} (repeated {repeats} times)",
             summary=f"{count} like the first (same detector{', ' + same if same else ''}) {span}. "
             f"First: {first.summary}",
             details=details,

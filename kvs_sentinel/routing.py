@@ -204,11 +204,11 @@ class Dispatcher:
 
     async def emit_due(self) -> None:
         """Send the summaries of windows that have ended (and retry summaries that failed before)."""
-        await self._send_summaries(self.grouper.due(), final=False)
+        await self._send_summaries(await self.grouper.due(), final=False)
 
     async def drain(self) -> None:
         """Shutdown: close every window now and send its summary; a summary that fails is logged."""
-        await self._send_summaries(self.grouper.close_all(), final=True)
+        await self._send_summaries(await self.grouper.close_all(), final=True)
         self._log_totals()
 
     async def _send_summaries(self, summaries: list[tuple[str, Alert]], *, final: bool) -> None:

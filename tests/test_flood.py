@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,7 +176,7 @@ async def test_too_many_open_windows_close_the_oldest_early() -> None:
     assert not await grouper.observe("slack", sample_alert(resource="a", event_id="a2"))
     assert await grouper.observe("slack", sample_alert(resource="c", event_id="c"))
     assert grouper.open_groups == 2
-    [(sink, summary)] = grouper.due()
+    [(sink, summary)] = await grouper.due()
     assert sink == "slack"
     assert summary.details["grouped"]["closed"] == "evicted"
 
@@ -205,7 +206,17 @@ def two_tasks(
     ]
 
 
-async def test_a_burst_split_between_two_tasks_sends_one_first_alert() -> None:
+def summaries(sink: RecordingSink) -> list[dict[str, Any]]:
+    return [alert.details["grouped"] for alert in sink.alerts if "grouped" in alert.details]
+
+
+async def all_due(tasks: list[Dispatcher], clock: FakeClock, seconds: float) -> None:
+    clock.advance(seconds)
+    for task in tasks:
+        await task.emit_due()
+
+
+async def test_a_burst_split_between_two_tasks_sends_one_first_alert_and_one_summary() -> None:
     clock, store = FakeClock(), MemoryStore()
     sinks = RecordingSink("slack"), RecordingSink("slack")
     tasks = two_tasks(store, clock, *sinks)
@@ -213,13 +224,13 @@ async def test_a_burst_split_between_two_tasks_sends_one_first_alert() -> None:
         await tasks[n % 2].deliver([sample_alert(event_id=f"e-{n}")])
     assert [a.event_id for a in sinks[0].alerts] == ["e-0"]
     assert sinks[1].alerts == []
-    clock.advance(60)
-    for task in tasks:
-        await task.emit_due()
-    repeats = [a.details["grouped"] for sink in sinks for a in sink.alerts if "grouped" in a.details]
-    assert sorted(r["repeats"] for r in repeats) == [9, 10]  # every alert is either the first or counted
-    assert [r.get("first_sent_by") for r in repeats] == [None, "another task"]
-    assert sinks[1].alerts[0].summary.startswith("10 alerts counted by this task like the first")
+    await all_due(tasks, clock, 60)  # the window ends: each task hands its count in
+    assert [summaries(sink) for sink in sinks] == [[], []]
+    await all_due(tasks, clock, 5)  # the task that opened it summarises every task's repeats
+    await all_due(tasks, clock, 5)  # the other task finds the summary taken
+    assert [[r["repeats"] for r in summaries(sink)] for sink in sinks] == [[19], []]
+    assert summaries(sinks[0])[0]["counted_by"] == "every task"
+    assert sinks[0].alerts[1].summary.startswith("19 more alerts counted by every task like the first")
 
 
 async def test_the_next_shared_window_opens_on_whichever_task_gets_its_first_alert() -> None:
@@ -228,12 +239,40 @@ async def test_the_next_shared_window_opens_on_whichever_task_gets_its_first_ale
     tasks = two_tasks(store, clock, *sinks)
     await tasks[0].deliver([sample_alert(event_id="e-0")])
     clock.advance(30)
-    await tasks[1].deliver([sample_alert(event_id="e-1")])  # task two's own window runs to 90 s
-    clock.advance(31)  # the shared window ended at 60 s
-    await tasks[1].deliver([sample_alert(event_id="e-2")])
-    await tasks[1].emit_due()  # task two's count of the window that ended
-    assert [a.event_id for a in sinks[1].alerts if "grouped" not in a.details] == ["e-2"]
-    assert [a.details["grouped"]["repeats"] for a in sinks[1].alerts if "grouped" in a.details] == [1]
+    await tasks[1].deliver([sample_alert(event_id="e-1")])  # counted into the window that ends at 60 s
+    clock.advance(31)
+    await tasks[1].deliver([sample_alert(event_id="e-2")])  # the shared window ended: this one opens the next
+    assert [a.event_id for a in sinks[1].alerts] == ["e-2"]
+    await all_due(tasks, clock, 10)
+    assert [[r["repeats"] for r in summaries(sink)] for sink in sinks] == [[1], []]
+
+
+async def test_when_the_task_that_opened_a_window_stops_another_summarises_what_the_rest_counted() -> None:
+    clock, store = FakeClock(), MemoryStore()
+    sinks = RecordingSink("slack"), RecordingSink("slack")
+    tasks = two_tasks(store, clock, *sinks)
+    for n in range(8):
+        await tasks[n % 2].deliver([sample_alert(event_id=f"e-{n}")])
+    clock.advance(30)
+    await tasks[0].drain()  # ECS stops the task that opened the window: it summarises its own 3 repeats
+    await all_due(tasks[1:], clock, 30)
+    await all_due(tasks[1:], clock, 5)  # the opener would have taken the summary by now
+    assert summaries(sinks[1]) == []
+    await all_due(tasks[1:], clock, 5)
+    assert [[r["repeats"] for r in summaries(sink)] for sink in sinks] == [[3], [4]]  # all 7, once each
+    assert summaries(sinks[0])[0]["closed"] == "shutdown"
+
+
+async def test_a_count_handed_in_after_the_summary_was_taken_is_summarised_by_its_task() -> None:
+    clock, store = FakeClock(), MemoryStore()
+    sinks = RecordingSink("slack"), RecordingSink("slack")
+    tasks = two_tasks(store, clock, *sinks)
+    for n in range(6):
+        await tasks[n % 2].deliver([sample_alert(event_id=f"e-{n}")])
+    await all_due(tasks[:1], clock, 65)  # the second task is too busy to hand its count in on time
+    await all_due(tasks[1:], clock, 0)
+    assert [[r["repeats"] for r in summaries(sink)] for sink in sinks] == [[2], [3]]
+    assert summaries(sinks[1])[0]["first_sent_by"] == "another task"
 
 
 async def test_a_first_alert_that_fails_is_released_for_its_retry_on_another_task() -> None:
@@ -255,6 +294,22 @@ async def test_a_store_that_fails_leaves_each_task_to_decide_alone() -> None:
         await tasks[n % 2].deliver([sample_alert(event_id=f"e-{n}")])
     assert [[a.event_id for a in sink.alerts] for sink in sinks] == [["e-0"], ["e-1"]]
     assert told == ["group_window", "group_window"]  # the metrics count each decision taken alone
+
+
+async def test_a_store_that_fails_to_count_leaves_each_task_to_summarise_its_own_repeats() -> None:
+    clock, told = FakeClock(), []
+    sinks = RecordingSink("slack"), RecordingSink("slack")
+    tasks = two_tasks(_UncountingStore(), clock, *sinks, told=told)
+    for n in range(6):
+        await tasks[n % 2].deliver([sample_alert(event_id=f"e-{n}")])
+    await all_due(tasks, clock, 60)
+    assert [[r["repeats"] for r in summaries(sink)] for sink in sinks] == [[2], [3]]  # none lost
+    assert told == ["group_window", "group_window"]
+
+
+class _UncountingStore(MemoryStore):
+    async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
+        raise StateError("dynamodb:t: update_item: ThrottlingException", retryable=True)
 
 
 class _UnreachableStore(MemoryStore):

@@ -34,6 +34,15 @@ async def test_the_first_claim_wins_until_it_expires(store: StateStore) -> None:
     assert not await store.is_claimed("alert/d/never", now=NOW)
 
 
+async def test_a_claim_tells_anyone_when_it_ends(store: StateStore) -> None:
+    assert await store.claim("group/w", now=NOW, ttl=60.25)
+    assert (
+        await store.claimed_until("group/w", now=NOW + 1) == NOW + 60.25
+    )  # exactly what its winner computed
+    assert await store.claimed_until("group/w", now=NOW + 60.25) is None
+    assert await store.claimed_until("group/never", now=NOW) is None
+
+
 async def test_a_released_claim_can_be_won_again_but_not_one_won_since(store: StateStore) -> None:
     assert await store.claim("group/g", now=NOW, ttl=60)
     await store.release("group/g", expires_at=NOW + 60)  # the first alert failed: its retry goes first

@@ -71,6 +71,11 @@ class StateStore(Protocol):
         """Whether `key` is set and unexpired (no change)."""
         ...
 
+    async def claimed_until(self, key: str, *, now: float) -> float | None:
+        """When the unexpired claim on `key` expires, as its winner was told (`now + ttl`); None when
+        there is none (no change)."""
+        ...
+
     async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
         """Add `amount` to the counter `key`, created (or restarted, once expired) to live until
         `now + ttl`. The new total."""

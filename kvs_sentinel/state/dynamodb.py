@@ -71,8 +71,12 @@ class DynamoDbStore:
             )
 
     async def is_claimed(self, key: str, *, now: float) -> bool:
+        return await self.claimed_until(key, now=now) is not None
+
+    async def claimed_until(self, key: str, *, now: float) -> float | None:
         item = await self._get(key)
-        return item is not None and float(item["expires_at"]["N"]) > now
+        expires_at = None if item is None else float(item["expires_at"]["N"])
+        return expires_at if expires_at is not None and expires_at > now else None
 
     async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
         for _ in range(_ATTEMPTS):

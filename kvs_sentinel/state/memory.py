@@ -48,6 +48,10 @@ class MemoryStore:
     async def is_claimed(self, key: str, *, now: float) -> bool:
         return self._claims.get(key, now) > now
 
+    async def claimed_until(self, key: str, *, now: float) -> float | None:
+        expires_at = self._claims.get(key, now)
+        return expires_at if expires_at > now else None
+
     async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
         total, expires_at = self._counters.get(key, (0, now))
         if expires_at <= now:

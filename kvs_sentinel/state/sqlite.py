@@ -72,6 +72,13 @@ class SqliteStore:
         row = self._run("SELECT 1 FROM claims WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
         return row is not None
 
+    async def claimed_until(self, key: str, *, now: float) -> float | None:
+        self._tick(now)
+        row = self._run(
+            "SELECT expires_at FROM claims WHERE key = ? AND expires_at > ?", (key, now)
+        ).fetchone()
+        return None if row is None else float(row[0])
+
     async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
         self._tick(now)
         row = self._run(
