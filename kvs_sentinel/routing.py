@@ -29,7 +29,9 @@ from kvs_sentinel.sinks.base import Sink
 
 log = structlog.get_logger("kvs_sentinel.delivery")
 _MAX_SUMMARY_ATTEMPTS = 3
-IDLE_TICK_SECONDS = 1.0  # how often the timer looks again when no window is open
+# the longest the timer sleeps: a window opened while it sleeps may end first (a window shared with
+# other tasks ends when theirs does, not in the order windows opened here)
+IDLE_TICK_SECONDS = 1.0
 
 
 class RouteSpec(BaseModel):
@@ -184,7 +186,9 @@ class Dispatcher:
     async def _summarise_until(self, finished: asyncio.Event) -> None:
         while not finished.is_set():
             delay = self.seconds_to_next_deadline()
-            sleeper = asyncio.ensure_future(self.clock.sleep(IDLE_TICK_SECONDS if delay is None else delay))
+            sleeper = asyncio.ensure_future(
+                self.clock.sleep(IDLE_TICK_SECONDS if delay is None else min(delay, IDLE_TICK_SECONDS))
+            )
             waiter = asyncio.ensure_future(finished.wait())
             try:
                 await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)

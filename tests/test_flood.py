@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -284,6 +285,27 @@ async def test_a_first_alert_that_fails_is_released_for_its_retry_on_another_tas
         await tasks[0].deliver([sample_alert(event_id="e-0")])
     await tasks[1].deliver([sample_alert(event_id="e-0")])  # SQS redelivers the message to task two
     assert [a.event_id for a in healthy.alerts] == ["e-0"]
+
+
+async def test_a_task_hands_its_count_in_on_time_though_a_window_it_opened_earlier_ends_later() -> None:
+    clock, store = FakeClock(autoadvance=False), MemoryStore()
+    sinks = RecordingSink("slack"), RecordingSink("slack")
+    tasks = two_tasks(store, clock, *sinks)
+
+    async def tick(seconds: int) -> None:
+        for _ in range(seconds):
+            clock.advance(1)
+            for _ in range(20):  # each dispatcher's timer runs what the second made due
+                await asyncio.sleep(0)
+
+    async with tasks[0].running(), tasks[1].running():
+        await tasks[0].deliver([sample_alert(event_id="a-0")])  # task one opens A: it ends at 60 s
+        await tick(30)
+        await tasks[1].deliver([sample_alert(event_id="b-0", resource="back-door")])  # B ends at 90 s
+        await tick(5)
+        await tasks[1].deliver([sample_alert(event_id="a-1")])  # a repeat of A, counted by task two
+        await tick(40)  # A ended at 60 s; task one took its summary at 65 s
+        assert [[r["repeats"] for r in summaries(sink)] for sink in sinks] == [[1], []]
 
 
 async def test_a_store_that_fails_leaves_each_task_to_decide_alone() -> None:
