@@ -211,7 +211,7 @@ def _observer(
                 group = group_of(event)  # type: ignore[misc]
                 if group is None:
                     return None  # a group without its key cannot be told apart from others: not judged
-            values: tuple[str, ...] = (group,)
+            values: tuple[str, ...] | None = None  # (group,), once an observation is built
         else:
             found = grouping.values(event)
             if found is None:
@@ -234,7 +234,7 @@ def _observer(
                         return None
                 elif confirmed - confirmed % window == at - at % window:
                     return None
-        return Observation(at, event_id, group, seen, grouping, values)
+        return Observation(at, event_id, group, seen, grouping, values or (group,))
 
     return observe
 
