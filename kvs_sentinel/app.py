@@ -66,7 +66,7 @@ def processor_for(
     judge: StatefulJudge | None = None,
 ) -> Processor:
     """`judge`: the stateful detectors' judge, whose cache the engine asks as it matches."""
-    return Processor(Engine(loaded.detectors, judge.quiet if judge else None), stats, on_event_time)
+    return Processor(Engine(loaded.detectors, judge.observer if judge else None), stats, on_event_time)
 
 
 def stateful_judge(

@@ -11,7 +11,7 @@ from kvs_sentinel.alerts import Alert, build_alert, build_failure_alert
 from kvs_sentinel.decode import Decoder
 from kvs_sentinel.detectors.compiler import Detector, Plan
 from kvs_sentinel.detectors.index import DetectorIndex
-from kvs_sentinel.detectors.stateful import Observation
+from kvs_sentinel.detectors.stateful import Observation, Observe
 from kvs_sentinel.envelopes import LogFileRef, Malformed, Skipped, Unit
 from kvs_sentinel.events import Event
 from kvs_sentinel.stats import RunStats
@@ -19,17 +19,21 @@ from kvs_sentinel.stats import RunStats
 log = structlog.get_logger("kvs_sentinel.engine")
 
 
-# Whether a stateful detector's observation is already decided (the judge's local cache): then it is
-# not queued for judging. StatefulJudge.quiet.
-Quiet = Callable[[Detector, Observation], bool]
+# How a stateful detector's matching events become the observations to judge: none for an event whose
+# judging is already decided (the judge's local cache), so it is not queued. StatefulJudge.observer.
+Observer = Callable[[Detector], Observe]
 
 
 class Engine:
     """Matches events against the loaded detectors through the eventSource/eventName index."""
 
-    def __init__(self, detectors: Sequence[Detector], quiet: Quiet | None = None) -> None:
+    def __init__(self, detectors: Sequence[Detector], observer: Observer | None = None) -> None:
         self.index = DetectorIndex(detectors)
-        self.quiet = quiet
+        self.observers: dict[str, Observe] = {
+            detector.id: detector.stateful.observe if observer is None else observer(detector)
+            for detector in detectors
+            if detector.stateful is not None
+        }
 
     @property
     def detectors(self) -> tuple[Detector, ...]:
@@ -51,18 +55,14 @@ class Engine:
         self, alerts: list[Alert], event: Event, plans: tuple[Plan, ...], pending: list[Pending] | None
     ) -> None:
         """`evaluate`, appending to `alerts` (no list per event: most events have none to add)."""
-        quiet = self.quiet
         for plan in plans:
             try:
                 if plan.predicate(event):
                     rule = plan.detector.stateful
                     if rule is not None:
-                        observation = rule.observe(event)
-                        if (
-                            observation is not None
-                            and pending is not None
-                            and (quiet is None or not quiet(plan.detector, observation))
-                        ):
+                        if pending is None:
+                            rule.observe(event)  # not judged, but an event it cannot judge still fails it
+                        elif (observation := self.observers[plan.detector.id](event)) is not None:
                             pending.append(Pending(plan, event, observation))
                         continue
                     severity, because = plan.severity_for(event)

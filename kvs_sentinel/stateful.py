@@ -29,15 +29,22 @@ import msgspec
 
 from kvs_sentinel.alerts import Alert, build_alert
 from kvs_sentinel.detectors.compiler import Detector
-from kvs_sentinel.detectors.stateful import FirstSeenRule, Observation, ThresholdRule
+from kvs_sentinel.detectors.stateful import (
+    Answer,
+    FirstSeenRule,
+    Known,
+    Observation,
+    Observe,
+    ThresholdRule,
+    answers_for,
+)
 from kvs_sentinel.engine import Pending
 from kvs_sentinel.state.base import StateError, StateStore
 from kvs_sentinel.stats import RunStats
 
 _NO_EVENT_ID = "(no eventID)"
 DEFAULT_CACHE_SIZE = 200_000
-CacheKey = tuple[str, tuple[object, ...]]  # (detector, the observation's key: group, [window start,] value)
-Known = tuple[float, frozenset[str]]  # (event time the store last confirmed the value, eventIDs that alerted)
+CacheKey = tuple[str, str, str]  # (detector, group, value)
 GroupKey = tuple[str, str]  # (detector, group)
 
 
@@ -45,7 +52,7 @@ GroupKey = tuple[str, str]  # (detector, group)
 class Learnt:
     """What the store told one message's judging, for the cache once the message's batch committed."""
 
-    known: dict[CacheKey, Known] = field(default_factory=dict)
+    known: dict[CacheKey, Answer] = field(default_factory=dict)
     learning: dict[GroupKey, float] = field(default_factory=dict)
 
 
@@ -67,7 +74,8 @@ class StatefulJudge:
         self.stats = stats
         self.learn = learn
         self.cache_size = cache_size
-        self._known: dict[CacheKey, Known] = {}
+        self._known: dict[str, Known] = {}  # by detector: what its `observer` reads
+        self._held = 0  # answers in `_known`
         self._learning: dict[GroupKey, float] = {}  # until when a group learns, from our own claim
 
     async def judge(self, pending: Sequence[Pending]) -> list[Alert]:
@@ -160,8 +168,7 @@ class StatefulJudge:
         else:
             assert seen.value is not None  # observe() gives a value to a distinct count
             distinct = f"{window}/distinct"
-            assert seen.key is not None  # (group, window start, value): what `quiet` looks up
-            cached = (detector, seen.key)
+            cached = (detector, seen.group, seen.value)
             added = await store.remember(distinct, seen.value, now=at, ttl=rule.window, limit=rule.count)
             total = added.size
             if added.new:
@@ -193,8 +200,7 @@ class StatefulJudge:
         store, at = self.store, seen.at
         assert seen.value is not None  # observe() gives first_seen a value
         group = baseline_key(detector, seen.group)
-        assert seen.key is not None  # (group, value): what `quiet` looks up
-        cached = (detector, seen.key)
+        cached = (detector, seen.group, seen.value)
         values = await store.remember(
             f"{group}/values", seen.value, now=at, ttl=rule.expiry, limit=rule.max_values
         )
@@ -239,27 +245,34 @@ class StatefulJudge:
         recorded = await self.store.remember(key, member, now=seen.at, ttl=ttl, limit=1)
         return not recorded.full and (seen.event_id is not None or recorded.new)
 
-    def quiet(self, detector: Detector, seen: Observation) -> bool:
-        """Whether the cache knows the value, lately confirmed by the store, and this is not an event
-        that alerted for it: then the event can give no alert, and the store need not be asked. The
-        engine asks as it matches (Engine.quiet), so a quiet event is never queued for judging."""
-        key = seen.key
-        if key is None:
-            return False  # a plain count: every event counts
-        known = self._known.get((detector.id, key))
-        if known is None or seen.event_id in known[1]:
-            return False
+    def observer(self, detector: Detector) -> Observe:
+        """How the engine turns the detector's matching events into observations: none for those
+        `quiet` would say are quiet, read straight from the event (most are: a quiet event costs no
+        object, and is never queued for judging)."""
         rule = detector.stateful
-        # a distinct count's key holds its window, which bounds it; a baseline's value is refreshed in
-        # the store once a tenth of its expiry has passed
-        return type(rule) is not FirstSeenRule or abs(seen.at - known[0]) < rule.expiry / 10
+        assert rule is not None
+        return rule.observer(self._known.setdefault(detector.id, {}))
+
+    def quiet(self, detector: Detector, seen: Observation) -> bool:
+        """Whether the cache holds the store's answer about the value, and it still decides this event:
+        then the event can give no alert, and the store need not be asked."""
+        if seen.value is None or detector.stateful is None:
+            return False  # a plain count: every event counts
+        answer = self._known.get(detector.id, {}).get(seen.group, {}).get(seen.value)
+        return answer is not None and answers_for(detector.stateful, answer, seen.at, seen.event_id)
 
     def _remember(self, learnt: Learnt) -> None:
-        if len(self._known) + len(learnt.known) + len(self._learning) > self.cache_size:
-            # simplest bound: the store answers again, and the cache fills up anew
-            self._known.clear()
+        if self._held + len(learnt.known) + len(self._learning) > self.cache_size:
+            # simplest bound: the store answers again, and the cache fills up anew (emptied in place:
+            # the engine's observers read these very dicts)
+            for known in self._known.values():
+                known.clear()
+            self._held = 0
             self._learning.clear()
-        self._known.update(learnt.known)
+        for (detector, group, value), answer in learnt.known.items():
+            answers = self._known.setdefault(detector, {}).setdefault(group, {})
+            self._held += value not in answers
+            answers[value] = answer
         self._learning.update(learnt.learning)
 
 

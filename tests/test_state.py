@@ -92,6 +92,15 @@ async def test_a_full_set_takes_no_new_member_until_one_expires(store: StateStor
     assert await store.members("s", now=NOW + 100) == {"b", "c", "d"}
 
 
+async def test_a_set_s_size_counts_only_the_members_live_at_the_time_asked(store: StateStore) -> None:
+    await store.remember("s", "a", now=NOW, ttl=100, limit=9)
+    await store.remember("s", "b", now=NOW + 1, ttl=10, limit=9)  # expires first, though added last
+    assert await store.remember("s", "c", now=NOW + 20, ttl=100, limit=9) == Membership(True, 2, False)
+    await store.remember("s", "a", now=NOW + 30, ttl=5, limit=9)  # refreshed to expire sooner
+    assert await store.remember("s", "d", now=NOW + 40, ttl=100, limit=9) == Membership(True, 2, False)
+    assert await store.members("s", now=NOW + 40) == {"c", "d"}
+
+
 async def test_concurrent_new_members_are_each_new_once(store: StateStore) -> None:
     members = [f"10.0.{n}.0/24" for n in range(10)]
     results = await asyncio.gather(

@@ -288,6 +288,21 @@ async def test_the_engine_queues_no_check_for_a_value_the_judge_s_cache_knows(tm
     assert queued(novel) == ["memory-test"]  # a redelivery of the event that alerted: the store must say
 
 
+async def test_a_distinct_count_s_cached_value_settles_only_events_of_its_window(tmp_path: Path) -> None:
+    loaded = load(tmp_path, MANY_NETWORKS)
+    judged = Judged(loaded, MemoryStore())
+    assert await judged(call(1, START + HOUR)) == []  # 198.51.100.0/24 counted in the second hour
+    processor = processor_for(loaded, RunStats(), judge=judged.judge)
+
+    def queued(record: dict[str, Any]) -> list[str]:
+        outcome = processor.process(Document(json.dumps(record), Location("test")))
+        return [item.plan.detector.id for item in outcome.pending]
+
+    assert queued(call(2, START + HOUR + 59 * MINUTE)) == []  # the same hour: already counted
+    assert queued(call(3, START + 2 * HOUR)) == ["many-networks"]  # the next hour counts afresh
+    assert queued(call(4, START + HOUR - 1)) == ["many-networks"]  # and so did the hour before
+
+
 class LearningUnreadable(MemoryStore):
     """A store that fails when asked whether a group is learning."""
 

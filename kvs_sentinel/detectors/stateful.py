@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,9 +145,6 @@ class Observation:
     value: str | None  # the distinct or first-seen value (after derivation); None for a plain count
     grouping: _Grouping
     group_values: tuple[str, ...]
-    # what a local cache of the store's answers knows this observation by, within its detector: (group,
-    # value) for first_seen, (group, window start, value) for a distinct count; None: never cached
-    key: tuple[object, ...] | None
 
     @property
     def shown_group(self) -> str:
@@ -156,14 +154,38 @@ class Observation:
 
 
 Observe = Callable[[Event], Observation | None]
+# What the store said about a value of a group lately (a local cache of its answers, kept by
+# kvs_sentinel.stateful): the event time it confirmed the value at, and the eventIDs that alerted for it.
+Answer = tuple[float, frozenset[str]]
+Known = dict[str, dict[str, Answer]]  # one detector's: group -> value -> Answer
 
 
-def _observer(grouping: _Grouping, value: _Value | None, window: float | None) -> Observe:
+def answers_for(rule: StatefulRule, answer: Answer, at: float, event_id: str | None) -> bool:
+    """Whether the store's `answer` about a value still decides an event of the value at `at`: it is
+    not one that alerted for the value, and the answer is fresh: from the same window (a distinct
+    count), or from within a tenth of the value's expiry (first_seen: then the store refreshes it).
+    Such an event can give no alert. `_observer` inlines this."""
+    if answer[1] and event_id in answer[1]:
+        return False
+    confirmed = answer[0]
+    if isinstance(rule, FirstSeenRule):
+        return abs(at - confirmed) < rule.expiry / 10
+    window = rule.window
+    return confirmed - confirmed % window == at - at % window
+
+
+def _observer(
+    grouping: _Grouping, value: _Value | None, window: float | None, known: Known | None, fresh: float
+) -> Observe:
     """One closure per rule that turns a matching event into its observation: stateful detectors match
     a large share of the events (every producer call), so this runs on the hot path and inlines what
-    `_Value.of`, `_Grouping.values` and `event_epoch` do, keeping them as the general (slow) path.
+    `_Value.of`, `_Grouping.values`, `event_epoch` and `answers_for` do, keeping them as the general
+    (slow) path.
 
-    `value` None: a plain count (no value); `window` None: first_seen (the key has no window)."""
+    `value` None: a plain count (no value); `window` None: first_seen (`fresh`: a tenth of its expiry).
+    With `known`, an event whose value it holds an answer for that still decides it gives no
+    observation: most matching events are such, and building an object for each would cost more than
+    all the rest."""
     # each field's first path is read inline; when it holds no plain non-empty string, `_Field.of`
     # looks further (the other paths, a number)
     single = grouping.fields[0] if len(grouping.fields) == 1 else None
@@ -171,6 +193,7 @@ def _observer(grouping: _Grouping, value: _Value | None, window: float | None) -
     value_first, value_of = (value.field.getters[0], value.field.of) if value is not None else (None, None)
     derive = value is not None and value.derive == "network"
     networks, epochs = _NETWORKS.get, _EPOCHS.get
+    known_in = known.get if known is not None and value is not None else None
 
     def observe(event: Event) -> Observation | None:
         seen: Any = None
@@ -188,7 +211,7 @@ def _observer(grouping: _Grouping, value: _Value | None, window: float | None) -
                 group = group_of(event)  # type: ignore[misc]
                 if group is None:
                     return None  # a group without its key cannot be told apart from others: not judged
-            values: tuple[str, ...] = (group,)
+            values: tuple[str, ...] | None = None  # (group,), once an observation is built
         else:
             found = grouping.values(event)
             if found is None:
@@ -202,14 +225,16 @@ def _observer(grouping: _Grouping, value: _Value | None, window: float | None) -
         event_id = doc.eventID
         if not (isinstance(event_id, str) and event_id):
             event_id = None
-        key: tuple[object, ...] | None
-        if seen is None:
-            key = None
-        elif window is None:
-            key = (group, seen)
-        else:
-            key = (group, at - at % window, seen)
-        return Observation(at, event_id, group, seen, grouping, values, key)
+        if known_in is not None and (answers := known_in(group)) is not None:
+            answer = answers.get(seen)
+            if answer is not None and not (answer[1] and event_id in answer[1]):
+                confirmed = answer[0]
+                if window is None:
+                    if abs(at - confirmed) < fresh:
+                        return None
+                elif confirmed - confirmed % window == at - at % window:
+                    return None
+        return Observation(at, event_id, group, seen, grouping, values or (group,))
 
     return observe
 
@@ -245,7 +270,11 @@ class ThresholdRule:
     observe: Observe = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "observe", _observer(self.grouping, self.distinct, self.window))
+        object.__setattr__(self, "observe", self.observer())
+
+    def observer(self, known: Known | None = None) -> Observe:
+        """`observe`, or with `known`, one that gives nothing for the events it decides (`_observer`)."""
+        return _observer(self.grouping, self.distinct, self.window, known, math.inf)
 
     def window_start(self, at: float) -> float:
         return at - at % self.window
@@ -266,7 +295,11 @@ class FirstSeenRule:
     observe: Observe = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "observe", _observer(self.grouping, self.value, None))
+        object.__setattr__(self, "observe", self.observer())
+
+    def observer(self, known: Known | None = None) -> Observe:
+        """`observe`, or with `known`, one that gives nothing for the events it decides (`_observer`)."""
+        return _observer(self.grouping, self.value, None, known, self.expiry / 10)
 
 
 StatefulRule = ThresholdRule | FirstSeenRule

@@ -25,7 +25,7 @@ class MemoryStore:
         self.max_keys = max_keys
         self._claims: OrderedDict[str, float] = OrderedDict()
         self._counters: OrderedDict[str, tuple[int, float]] = OrderedDict()
-        self._sets: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._sets: OrderedDict[str, _Set] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._claims) + len(self._counters) + len(self._sets)
@@ -62,10 +62,16 @@ class MemoryStore:
         return total
 
     async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
-        found = self._sets.setdefault(key, {})
-        _bound(self._sets, self.max_keys)
-        for name in [name for name, expires_at in found.items() if expires_at <= now]:
-            del found[name]
+        kept = self._sets.get(key)
+        if kept is None:
+            kept = self._sets[key] = _Set()
+            _bound(self._sets, self.max_keys)
+        found = kept.members
+        if kept.earliest <= now:  # a member may have expired (a big set is not swept on every call)
+            for name in [name for name, expires_at in found.items() if expires_at <= now]:
+                del found[name]
+            kept.earliest = min(found.values(), default=float("inf"))
+        kept.earliest = min(kept.earliest, now + ttl)
         if member in found:
             found[member] = now + ttl
             return Membership(False, len(found), False)
@@ -75,13 +81,25 @@ class MemoryStore:
         return Membership(True, len(found), False)
 
     async def members(self, key: str, *, now: float) -> frozenset[str]:
-        return frozenset(name for name, expires_at in self._sets.get(key, {}).items() if expires_at > now)
+        kept = self._sets.get(key)
+        members = kept.members if kept is not None else {}
+        return frozenset(name for name, expires_at in members.items() if expires_at > now)
 
     def batch(self) -> Unbatched:
         return Unbatched()
 
     async def aclose(self) -> None:
         return None
+
+
+class _Set:
+    """A set's members, each with when it expires; no member expires before `earliest`."""
+
+    __slots__ = ("earliest", "members")
+
+    def __init__(self) -> None:
+        self.members: dict[str, float] = {}
+        self.earliest = float("inf")
 
 
 def _bound(entries: OrderedDict[str, Any], max_keys: int) -> None:
