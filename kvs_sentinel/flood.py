@@ -138,9 +138,10 @@ class _Group:
     last: Alert | None = None
     seen_ids: set[str] = field(default_factory=set)
     sample_ids: list[str] = field(default_factory=list)
-    claim_expires_at: float | None = None  # the shared window this task opened
     follower: bool = False  # another task opened the shared window and sent the first alert
-    shared_until: float | None = None  # when the shared window this group counts into ends (wall time)
+    # when the shared window this group counts into ends (wall time); unless a follower, this task's
+    # claim on it, which expires then
+    shared_until: float | None = None
 
 
 Closed = Literal["window_end", "shutdown", "evicted"]
@@ -198,13 +199,11 @@ class Grouper:
             return await self._opened_here(key, group) or self._count(group, alert)
         if group.follower:
             # the shared window may have ended before this task's own: then this alert opens the next
-            assert self.shared is not None
-            expires_at = await self.shared.claim(key)
+            expires_at = await self._shared_windows().claim(key)
             if expires_at is None:
                 return self._count(group, alert)
             self._close(key, "window_end")
-            opened = self._open(key, alert, now)
-            opened.claim_expires_at = opened.shared_until = expires_at
+            self._open(key, alert, now).shared_until = expires_at
             return True
         if not group.delivered and not group.inflight:
             group.first, group.inflight = alert, True  # the first one failed: this one goes out instead
@@ -215,8 +214,8 @@ class Grouper:
         """Whether this task holds the window (always, unless windows are shared and another task does)."""
         if self.shared is None:
             return True
-        group.claim_expires_at = group.shared_until = await self.shared.claim(key)
-        if group.claim_expires_at is not None:
+        group.shared_until = await self.shared.claim(key)
+        if group.shared_until is not None:
             return True
         group.follower, group.inflight, group.delivered = True, False, True
         group.seen_ids.clear()  # the alert is counted next, as a repeat of the other task's first
@@ -259,9 +258,10 @@ class Grouper:
         if group is not None and group.first is alert:
             group.inflight = False
             group.delivered = delivered
-            if not delivered and self.shared is not None and group.claim_expires_at is not None:
-                await self.shared.release(key, group.claim_expires_at)  # its retry, anywhere, goes first
-                group.claim_expires_at = group.shared_until = None
+            claimed = None if group.follower else group.shared_until  # a follower holds no claim
+            if not delivered and self.shared is not None and claimed is not None:
+                await self.shared.release(key, claimed)  # its retry, anywhere, goes first
+                group.shared_until = None
 
     def _schedule(self, key: _Key, group: _Group) -> None:
         heapq.heappush(self._deadlines, (group.deadline, next(self._pushed), key, group))
