@@ -75,8 +75,10 @@ class DynamoDbStore:
 
     async def claimed_until(self, key: str, *, now: float) -> float | None:
         item = await self._get(key)
-        expires_at = None if item is None else float(item["expires_at"]["N"])
-        return expires_at if expires_at is not None and expires_at > now else None
+        if item is None:
+            return None
+        expires_at = float(item["expires_at"]["N"])
+        return expires_at if expires_at > now else None
 
     async def count(self, key: str, amount: int, *, now: float, ttl: float) -> int:
         for _ in range(_ATTEMPTS):

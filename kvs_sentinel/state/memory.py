@@ -46,7 +46,7 @@ class MemoryStore:
             del self._claims[key]
 
     async def is_claimed(self, key: str, *, now: float) -> bool:
-        return self._claims.get(key, now) > now
+        return await self.claimed_until(key, now=now) is not None
 
     async def claimed_until(self, key: str, *, now: float) -> float | None:
         expires_at = self._claims.get(key, now)

@@ -68,9 +68,7 @@ class SqliteStore:
         self._run("DELETE FROM claims WHERE key = ? AND expires_at = ?", (key, expires_at))
 
     async def is_claimed(self, key: str, *, now: float) -> bool:
-        self._tick(now)
-        row = self._run("SELECT 1 FROM claims WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
-        return row is not None
+        return await self.claimed_until(key, now=now) is not None
 
     async def claimed_until(self, key: str, *, now: float) -> float | None:
         self._tick(now)
