@@ -78,9 +78,8 @@ class SinkContext:
 
     clock: Clock = SYSTEM_CLOCK
     shared: dict[tuple[str, str], Any] = field(default_factory=dict)
-    shared_state: SharedState | None = (
-        None  # a store every task shares: sinks may pace themselves across tasks
-    )
+    # a store every task shares: sinks may pace themselves across tasks
+    shared_state: SharedState | None = None
 
 
 class SinkSpec(BaseModel):
