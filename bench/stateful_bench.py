@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,7 @@ from kvs_sentinel.logs import configure_logging
 from kvs_sentinel.state.base import Membership, StateStore
 from kvs_sentinel.state.dynamodb import DynamoDbStore
 from kvs_sentinel.state.memory import MemoryStore
-from kvs_sentinel.state.registry import open_store
-from kvs_sentinel.state.sqlite import SqliteStore
+from kvs_sentinel.state.registry import StoreUse, open_store
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -131,6 +131,11 @@ def moto_dynamodb() -> Iterator[None]:
         server.stop()
 
 
+async def open_replay_store(url: str) -> StateStore:
+    """The store as `replay` of files opens it (SQLite commits its batches in groups)."""
+    return await open_store(url, StoreUse(group_commits=True))
+
+
 def dynamodb_replay(corpus: Path, loaded: LoadedConfig) -> tuple[Counter[str], float]:
     """The replay on a fresh DynamoDB table: requests by operation, and the seconds it took."""
     counting: list[CountingClient] = []
@@ -199,7 +204,9 @@ def main() -> None:
         runs: dict[str, Callable[[int], object]] = {
             "stateless": lambda _: replay(corpus, stateless, None),
             "memory": lambda _: replay(corpus, shipped, MemoryStore()),
-            "sqlite": lambda n: replay(corpus, shipped, SqliteStore(Path(folder) / f"state-{n}.db")),
+            "sqlite": lambda n: replay(
+                corpus, shipped, partial(open_replay_store, f"sqlite:{folder}/state-{n}.db")
+            ),
         }
         wall = dict.fromkeys(runs, float("inf"))
         cpu = dict.fromkeys(runs, float("inf"))

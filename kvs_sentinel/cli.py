@@ -34,10 +34,11 @@ from kvs_sentinel.routing import Dispatcher
 from kvs_sentinel.run_config import DEFAULT_PORT
 from kvs_sentinel.sinks.base import Sink
 from kvs_sentinel.sinks.stdout import JsonLinesSink
+from kvs_sentinel.sources.files import STDIN
 from kvs_sentinel.sources.local import FileSource
 from kvs_sentinel.startup_signals import exit_cleanly_on_stop_signals, stoppable
 from kvs_sentinel.state.base import StateError
-from kvs_sentinel.state.registry import check_state_url, open_store
+from kvs_sentinel.state.registry import StoreUse, check_state_url, open_store
 from kvs_sentinel.stateful import baselines
 from kvs_sentinel.stats import RunStats
 
@@ -452,7 +453,7 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             print(f"kvs-sentinel: {exc}", file=sys.stderr)
             return EXIT_USAGE
         try:
-            state = await open_store(args.state)
+            state = await open_store(args.state, StoreUse(group_commits=STDIN not in args.paths))
         except StateError as exc:
             await dispatcher.aclose()
             print(f"kvs-sentinel: --state: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ whether or not the backend has deleted it yet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ import pytest
 
 from kvs_sentinel.state.base import Membership, StateError, StateStore
 from kvs_sentinel.state.dynamodb import DynamoDbStore
-from kvs_sentinel.state.registry import open_store
-from kvs_sentinel.state.sqlite import SqliteStore
+from kvs_sentinel.state.registry import StoreUse, open_store
+from kvs_sentinel.state.sqlite import GROUP_COMMIT_SECONDS, SqliteStore
 from tests.aws_fixtures import aws_client, moto_server
 from tests.support.state_tables import TABLE, make_table, store
 
@@ -127,6 +128,10 @@ async def test_sqlite_is_atomic_between_two_processes_sharing_the_file(tmp_path:
         assert wins.count(True) == 20
         assert await second.count("c", 1, now=NOW, ttl=60) == 1
         assert await first.count("c", 1, now=NOW, ttl=60) == 2
+        # each keeps the set's size in the file, not in its memory
+        assert await first.remember("s", "a", now=NOW, ttl=60, limit=9) == Membership(True, 1, False)
+        assert await second.remember("s", "b", now=NOW, ttl=60, limit=9) == Membership(True, 2, False)
+        assert await first.remember("s", "c", now=NOW, ttl=60, limit=9) == Membership(True, 3, False)
     finally:
         await first.aclose()
         await second.aclose()
@@ -248,6 +253,69 @@ async def test_a_failed_sqlite_batch_undoes_all_of_it(tmp_path: Path) -> None:
         await half_a_message()
     assert not await store.is_claimed("undone/c", now=NOW)
     assert await store.members("undone/s", now=NOW) == frozenset()
+    await store.aclose()
+
+
+def committed_claims(path: Path) -> set[str]:
+    """What another process reading the file sees."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return {row[0] for row in db.execute("SELECT key FROM claims")}
+
+
+async def claim_in_a_batch(store: SqliteStore, key: str, *, fail: bool = False) -> None:
+    async with store.batch():
+        await store.claim(key, now=NOW, ttl=60)
+        if fail:
+            raise RuntimeError("the message's next check failed")
+
+
+async def test_replay_sqlite_batches_commit_together_and_a_failed_one_alone_is_undone(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path, commit_every=3600)  # no group ends by time in this test
+    await claim_in_a_batch(store, "first")
+    with pytest.raises(RuntimeError):
+        await claim_in_a_batch(store, "failed", fail=True)
+    await claim_in_a_batch(store, "third")
+    assert committed_claims(path) == set()  # not yet: the group is open
+    assert await store.is_claimed("first", now=NOW)
+    assert not await store.is_claimed("failed", now=NOW)
+    await store.aclose()
+    assert committed_claims(path) == {"first", "third"}
+
+
+async def test_a_group_of_sqlite_batches_commits_once_its_time_is_up(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path, commit_every=1e-9)  # up as soon as a batch ends
+    await claim_in_a_batch(store, "first")
+    assert committed_claims(path) == {"first"}
+    await store.aclose()
+
+
+async def test_replay_of_files_lets_sqlite_commit_in_groups_and_run_does_not(tmp_path: Path) -> None:
+    grouped = await open_store(f"sqlite:{tmp_path / 'a.db'}", StoreUse(group_commits=True))
+    each = await open_store(f"sqlite:{tmp_path / 'b.db'}")
+    assert isinstance(grouped, SqliteStore)
+    assert grouped.commit_every == GROUP_COMMIT_SECONDS
+    assert isinstance(each, SqliteStore)
+    assert each.commit_every == 0
+    await claim_in_a_batch(each, "at-once")
+    assert committed_claims(tmp_path / "b.db") == {"at-once"}
+    await grouped.aclose()
+    await each.aclose()
+
+
+async def test_sqlite_counts_a_set_it_has_no_size_for_as_in_a_file_from_before_sizes_were_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    for n, member in enumerate(("a", "b", "c")):
+        await store.remember("s", member, now=NOW + n, ttl=100, limit=9)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("DELETE FROM sets")
+    assert await store.remember("s", "d", now=NOW + 100, ttl=100, limit=9) == Membership(True, 3, False)
+    # "b" expired at NOW + 101: "c" and "d" are left
+    assert await store.remember("s", "c", now=NOW + 101, ttl=100, limit=9) == Membership(False, 2, False)
     await store.aclose()
 
 

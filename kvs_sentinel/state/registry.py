@@ -4,10 +4,22 @@ an opener registered by `@backend(scheme, example)` (openers.py holds the shippe
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from kvs_sentinel.state.base import StateStore
 
-Opener = Callable[[str], Awaitable[StateStore]]
+
+@dataclass(frozen=True)
+class StoreUse:
+    """What the caller allows the store beyond its URL. `group_commits`: a backend may commit several
+    batches together. `run` never allows it: a batch judges a message that is acknowledged next, so it
+    is committed when it ends. A replay of files allows it: it acknowledges nothing and its input comes
+    without pauses (a pipe may pause, and an open transaction would hold the file's write lock)."""
+
+    group_commits: bool = False
+
+
+Opener = Callable[[str, StoreUse], Awaitable[StateStore]]
 # scheme → (opener of the rest of the URL, an example URL: with a `:` when the rest is required)
 BACKENDS: dict[str, tuple[Opener, str]] = {}
 
@@ -32,8 +44,8 @@ def check_state_url(url: str) -> None:
         raise ValueError(f"state {url!r}: write {example}")
 
 
-async def open_store(url: str) -> StateStore:
+async def open_store(url: str, use: StoreUse = StoreUse()) -> StateStore:
     """The store a URL names; ValueError says what is wrong with the URL."""
     check_state_url(url)
     scheme, _, rest = url.partition(":")
-    return await BACKENDS[scheme][0](rest)
+    return await BACKENDS[scheme][0](rest, use)

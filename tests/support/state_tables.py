@@ -1,5 +1,6 @@
 """The DynamoDB table of the state store, made on moto as the stack makes it, and the `store` fixture:
-each test that takes it runs on memory, SQLite and DynamoDB (the test module imports `moto_server`)."""
+each test that takes it runs on memory, SQLite (committing each batch, as `run` opens it, and in groups,
+as a replay of files does) and DynamoDB (the test module imports `moto_server`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kvs_sentinel.state.base import StateStore
-from kvs_sentinel.state.registry import open_store
+from kvs_sentinel.state.registry import StoreUse, open_store
 from tests.aws_fixtures import aws_client
 
 TABLE = "kvs-sentinel-state"
@@ -28,17 +29,17 @@ async def make_table() -> None:
         )
 
 
-@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-grouped", "dynamodb"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
     if request.param == "memory":
         url = "memory"
-    elif request.param == "sqlite":
+    elif request.param.startswith("sqlite"):
         url = f"sqlite:{tmp_path / 'state' / 'state.db'}"
     else:
         request.getfixturevalue("moto_server")
         await make_table()
         url = f"dynamodb:{TABLE}"
-    opened = await open_store(url)
+    opened = await open_store(url, StoreUse(group_commits=request.param == "sqlite-grouped"))
     try:
         yield opened
     finally:
