@@ -22,7 +22,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from functools import partial
 from pathlib import Path
@@ -70,6 +70,16 @@ class CountingStore:
     async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
         self.calls["remember"] += 1
         return await self.inner.remember(key, member, now=now, ttl=ttl, limit=limit)
+
+    async def remember_all(
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
+    ) -> list[Membership]:
+        self.calls["remember_all"] += 1
+        return await self.inner.remember_all(key, members, ttl=ttl, limit=limit)
+
+    async def forget(self, key: str, member: str, *, expires_at: float) -> None:
+        self.calls["forget"] += 1
+        await self.inner.forget(key, member, expires_at=expires_at)
 
     async def members(self, key: str, *, now: float) -> frozenset[str]:
         self.calls["members"] += 1

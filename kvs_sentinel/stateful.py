@@ -39,7 +39,7 @@ from kvs_sentinel.detectors.stateful import (
     answers_for,
 )
 from kvs_sentinel.engine import Pending
-from kvs_sentinel.state.base import StateError, StateStore
+from kvs_sentinel.state.base import Membership, StateError, StateStore
 from kvs_sentinel.stats import RunStats
 
 _NO_EVENT_ID = "(no eventID)"
@@ -114,8 +114,13 @@ class StatefulJudge:
         decided: list[dict[str, Any] | None] = [None] * len(asking)
 
         async def judge_chain(positions: list[int]) -> None:
-            for position in positions:
-                decided[position] = await self._ask(asking[position], learnt)
+            values = await self._values_of(positions, asking)
+            for done, position in enumerate(positions):
+                try:
+                    decided[position] = await self._ask(asking[position], learnt, values.get(position))
+                except StateError:
+                    await self._forget_values(positions[done:], asking, values)
+                    raise
 
         if len(chains) == 1:
             await judge_chain(next(iter(chains.values())))
@@ -132,15 +137,50 @@ class StatefulJudge:
                 raise failure
         return decided
 
-    async def _ask(self, item: Pending, learnt: Learnt) -> dict[str, Any] | None:
+    async def _values_of(self, positions: list[int], asking: Sequence[Pending]) -> dict[int, Membership]:
+        """For a first_seen chain (one group's baseline) of several checks, their values remembered by one
+        store operation (one DynamoDB request, not one each), by position: what each check's own
+        `remember` would have said."""
+        detector = asking[positions[0]].plan.detector
+        rule = detector.stateful
+        if not isinstance(rule, FirstSeenRule) or len(positions) < 2:
+            return {}
+        seen = [asking[position].observation for position in positions]
+        key = f"{baseline_key(detector.id, seen[0].group)}/values"
+        added = [(observation.value or "", observation.at) for observation in seen]
+        answers = await self.store.remember_all(key, added, ttl=rule.expiry, limit=rule.max_values)
+        return dict(zip(positions, answers, strict=True))
+
+    async def _forget_values(
+        self, undone: list[int], asking: Sequence[Pending], values: dict[int, Membership]
+    ) -> None:
+        """Undo what `_values_of` added for checks not judged (or failed): their retry must find their
+        values new again. Each value is forgotten at the expiry the chain's last event gave it."""
+        if not values:
+            return
+        detector = asking[undone[0]].plan.detector
+        rule = detector.stateful
+        assert isinstance(rule, FirstSeenRule)
+        group = asking[undone[0]].observation.group
+        new = {asking[position].observation.value for position in undone if values[position].new}
+        latest = {asking[position].observation.value: asking[position].observation.at for position in values}
+        key = f"{baseline_key(detector.id, group)}/values"
+        for value in new:
+            if value is not None:
+                with contextlib.suppress(StateError):
+                    await self.store.forget(key, value, expires_at=latest[value] + rule.expiry)
+
+    async def _ask(
+        self, item: Pending, learnt: Learnt, values: Membership | None = None
+    ) -> dict[str, Any] | None:
         """The alert's details if the store says the pending check alerts; what the store said about
-        known values goes into `learnt`."""
+        known values goes into `learnt`. `values`: a first_seen check's value already remembered."""
         detector = item.plan.detector
         rule = detector.stateful
         if isinstance(rule, ThresholdRule):
             return await self._threshold(detector.id, rule, item.observation, learnt)
         if isinstance(rule, FirstSeenRule):
-            return await self._first_seen(detector.id, rule, item.observation, learnt)
+            return await self._first_seen(detector.id, rule, item.observation, learnt, values)
         return None
 
     async def _threshold(
@@ -195,15 +235,36 @@ class StatefulJudge:
         return details
 
     async def _first_seen(
-        self, detector: str, rule: FirstSeenRule, seen: Observation, learnt: Learnt
+        self,
+        detector: str,
+        rule: FirstSeenRule,
+        seen: Observation,
+        learnt: Learnt,
+        values: Membership | None = None,
     ) -> dict[str, Any] | None:
-        store, at = self.store, seen.at
         assert seen.value is not None  # observe() gives first_seen a value
+        if values is not None:  # remembered by the chain, which undoes it if this fails
+            return await self._first_seen_of(detector, rule, seen, learnt, values)
+        key = f"{baseline_key(detector, seen.group)}/values"
+        values = await self.store.remember(
+            key, seen.value, now=seen.at, ttl=rule.expiry, limit=rule.max_values
+        )
+        try:
+            return await self._first_seen_of(detector, rule, seen, learnt, values)
+        except StateError:
+            if values.new:  # the retry must find the value new again (SQLite's batch undoes it anyway)
+                with contextlib.suppress(StateError):
+                    await self.store.forget(key, seen.value, expires_at=seen.at + rule.expiry)
+            raise
+
+    async def _first_seen_of(
+        self, detector: str, rule: FirstSeenRule, seen: Observation, learnt: Learnt, values: Membership
+    ) -> dict[str, Any] | None:
+        """`_first_seen` once the value is remembered (`values`: what the store said)."""
+        store, at = self.store, seen.at
+        assert seen.value is not None
         group = baseline_key(detector, seen.group)
         cached = (detector, seen.group, seen.value)
-        values = await store.remember(
-            f"{group}/values", seen.value, now=at, ttl=rule.expiry, limit=rule.max_values
-        )
         novel = f"{group}/alerted/{seen.value}"
         if values.full:
             return None  # more values than max_values are live: nothing new can be told from the rest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,33 @@ async def test_a_member_added_by_many_callers_to_a_set_that_exists_is_new_once(s
     assert {result.size for result in results} == {2}
 
 
+@pytest.mark.parametrize("seed", range(6))
+async def test_remember_all_says_what_remembering_one_by_one_says(store: StateStore, seed: int) -> None:
+    draw = random.Random(seed)
+    now = NOW
+    for round_ in range(4):  # each round: a message's values of one set, on one set and on its twin
+        added = []
+        for _ in range(draw.randint(1, 6)):
+            now += draw.choice([0, 1, 30, 90])  # ttl 100: some members expire between rounds
+            added.append((draw.choice("abcdefg"), now))
+        limit = draw.choice([3, 5, 50])
+        together = await store.remember_all("all", added, ttl=100, limit=limit)
+        one_by_one = [await store.remember("each", m, now=at, ttl=100, limit=limit) for m, at in added]
+        assert together == one_by_one, f"round {round_}: {added}"
+        assert await store.members("all", now=now) == await store.members("each", now=now)
+
+
+async def test_forget_undoes_a_remember_unless_the_member_was_remembered_again(store: StateStore) -> None:
+    await store.remember("s", "a", now=NOW, ttl=100, limit=9)
+    await store.remember("s", "b", now=NOW, ttl=100, limit=9)
+    await store.forget("s", "a", expires_at=NOW + 100)
+    await store.remember("s", "b", now=NOW + 5, ttl=100, limit=9)  # b remembered again since
+    await store.forget("s", "b", expires_at=NOW + 100)
+    await store.forget("s", "never", expires_at=NOW + 100)
+    assert await store.members("s", now=NOW + 6) == {"b"}
+    assert await store.remember("s", "a", now=NOW + 6, ttl=100, limit=9) == Membership(True, 2, False)
+
+
 async def test_sqlite_is_atomic_between_two_processes_sharing_the_file(tmp_path: Path) -> None:
     url = f"sqlite:{tmp_path / 'shared.db'}"
     first, second = await open_store(url), await open_store(url)
@@ -189,6 +217,30 @@ async def test_dynamodb_makes_a_set_it_has_not_met_in_one_request_and_then_updat
             assert await other.remember("s", "a", now=NOW, ttl=60, limit=5) == Membership(False, 2, False)
         finally:
             await other.aclose()
+    finally:
+        await store.aclose()
+
+
+async def test_dynamodb_remembers_a_message_s_values_of_one_set_in_one_request(moto_server: str) -> None:
+    await make_table()
+    store = await open_store(f"dynamodb:{TABLE}")
+    assert isinstance(store, DynamoDbStore)
+    client = store.client = CountedRequests(store.client)
+    try:
+        created = await store.remember_all("s", [("a", NOW), ("b", NOW + 1), ("a", NOW + 2)], ttl=60, limit=5)
+        assert created == [
+            Membership(True, 1, False),
+            Membership(True, 2, False),
+            Membership(False, 2, False),
+        ]
+        updated = await store.remember_all("s", [("c", NOW + 3), ("b", NOW + 4)], ttl=60, limit=5)
+        assert updated == [Membership(True, 3, False), Membership(False, 3, False)]
+        assert client.requests == ["put_item", "update_item"]
+        # no room for both as if both were new: one by one, which finds "a" known and "x" too many
+        full = await store.remember_all(
+            "s", [("a", NOW + 5), ("d", NOW + 5), ("x", NOW + 5)], ttl=60, limit=4
+        )
+        assert full == [Membership(False, 3, False), Membership(True, 4, False), Membership(False, 4, True)]
     finally:
         await store.aclose()
 

@@ -319,6 +319,36 @@ async def test_a_group_this_task_started_learning_is_known_to_learn_without_the_
         await judged(call(3, START + 2 * DAY, ip="203.0.113.1"))
 
 
+class AlertRecordFailsOnce(MemoryStore):
+    """A store whose first record of an alerting event fails (DynamoDB throttling the request after the
+    one that remembered the value); `overlaps` as DynamoDB's (a message's values of one group are then
+    remembered together) or not."""
+
+    def __init__(self, overlaps: bool) -> None:
+        super().__init__()
+        self.overlaps = overlaps
+        self.failed = False
+
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        if "/alerted/" in key and not self.failed:
+            self.failed = True
+            raise StateError("dynamodb:t: update_item: ThrottlingException", retryable=True)
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
+
+
+@pytest.mark.parametrize("overlaps", [True, False])
+async def test_new_values_whose_alert_failed_to_be_recorded_alert_when_their_message_is_retried(
+    tmp_path: Path, overlaps: bool
+) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), AlertRecordFailsOnce(overlaps))
+    assert await judged(call(1, START)) == []  # learning starts
+    known = call(2, START + 2 * DAY)
+    novel = [call(3 + n, START + 2 * DAY + n, ip=ip) for n, ip in enumerate(["192.0.2.1", "203.0.113.1"])]
+    with pytest.raises(StateError):
+        await judged(known, *novel)
+    assert [alert.event_id for alert in await judged(known, *novel)] == [e["eventID"] for e in novel]
+
+
 class WaitsForOtherGroup(MemoryStore):
     """A store whose sets of the producer's group wait until the other principal's group is asked; it
     says its operations overlap, as DynamoDB's do."""

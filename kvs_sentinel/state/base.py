@@ -9,7 +9,8 @@ backend, so N tasks on one store decide as one task would:
 - `count(key, n)`: add to a counter that lives `ttl` seconds from its first add (a threshold's window is
   part of its key);
 - `remember(key, member)`: add a member to a bounded set, each member expiring `ttl` after it was last
-  added, and say whether it was new (first-seen baselines, distinct counts).
+  added, and say whether it was new (first-seen baselines, distinct counts); `remember_all` adds several
+  in turn as one operation, one request on DynamoDB (a message's new values of one baseline).
 
 Every operation takes `now`, epoch seconds on the caller's clock (event time, so that a replay of last
 month behaves as it did live), and nothing expired is ever returned, whether or not the backend has
@@ -23,7 +24,7 @@ A backend is chosen by URL (`memory`, `sqlite:PATH`, `dynamodb:TABLE`) through `
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -86,6 +87,19 @@ class StateStore(Protocol):
         holding `limit` unexpired members takes no new one."""
         ...
 
+    async def remember_all(
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
+    ) -> list[Membership]:
+        """`remember(key, member, now=now, ...)` for each (member, now) in turn: the answers the calls one
+        by one would give, from one atomic operation where the backend has one (DynamoDB)."""
+        ...
+
+    async def forget(self, key: str, member: str, *, expires_at: float) -> None:
+        """Undo a `remember` that added `member` with `now + ttl == expires_at` when what it was for failed
+        (a new value whose alert could not be recorded: its retry must find it new again). A member
+        remembered again since (its expiry differs) is left alone."""
+        ...
+
     async def members(self, key: str, *, now: float) -> frozenset[str]:
         """The unexpired members of the set `key`."""
         ...
@@ -95,6 +109,14 @@ class StateStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+async def remember_in_turn(
+    store: StateStore, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
+) -> list[Membership]:
+    """`remember_all` as calls one by one, in one batch (atomic for a backend whose batch is)."""
+    async with store.batch():
+        return [await store.remember(key, member, now=now, ttl=ttl, limit=limit) for member, now in members]
 
 
 def _nobody_told(decision: str) -> None:

@@ -10,9 +10,12 @@ itself. Atomicity comes from single conditional writes:
 - remember: the members are a map member → expiry, updated by one conditional UpdateItem that refuses a
   new member once the map is full; expired members are removed when the map fills up. A set this task
   has not met yet is first created by a conditional PutItem (if absent): most such sets are new.
+- remember_all: several members of one set in one UpdateItem (or one PutItem creating it), on condition
+  that the map has room for all of them; its old value tells what each call one by one would have said.
+  Without room, the members go one by one.
 
-DynamoDB has no batched conditional write (BatchWriteItem takes no conditions, and a transaction of
-conditional writes fails whole when one condition fails), so each operation stays one request.
+DynamoDB has no batched conditional write across items (BatchWriteItem takes no conditions, and a
+transaction of conditional writes fails whole when one condition fails): writes are batched by item.
 
 The table: partition key `pk` (string), TTL on `expires_at`. deploy/sentinel.yaml creates it.
 """
@@ -21,10 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from kvs_sentinel.aws import classify
-from kvs_sentinel.state.base import Membership, StateError, Unbatched
+from kvs_sentinel.state.base import Membership, StateError, Unbatched, remember_in_turn
 
 _ATTEMPTS = 4  # a conditional write that lost a race is tried again with what it learned
 _SETS_KNOWN = 100_000
@@ -146,6 +150,49 @@ class DynamoDbStore:
             await self._forget(key, stale)
         raise StateError(f"dynamodb:{self.table}: set {key!r} kept changing under us", retryable=True)
 
+    async def remember_all(
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
+    ) -> list[Membership]:
+        expiries = {member: round(now + ttl, 3) for member, now in members}  # the last call's holds
+        if len(members) < 2 or len(expiries) > limit:
+            return await remember_in_turn(self, key, members, ttl=ttl, limit=limit)
+        latest = members[-1][1] + ttl  # the item's expiry, as the last call would set it
+        if key not in self._sets:
+            created = await self._create_set_of(key, expiries, latest)
+            self._met(key)
+            if created:
+                return _in_turn({}, members, ttl)
+        names = {f"#m{n}": member for n, member in enumerate(expiries)}
+        values = {f":e{n}": _n(expires) for n, expires in enumerate(expiries.values())}
+        try:
+            answer = await self._call(
+                "update_item",
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET "
+                + ", ".join(f"#members.#m{n} = :e{n}" for n in range(len(names)))
+                + ", #expires = :expires",
+                # room for every one of them, as if all were new: else one by one, which knows better
+                ConditionExpression="attribute_exists(#members) AND size(#members) <= :room",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={**values, ":expires": _n(latest), ":room": _n(limit - len(names))},
+                ReturnValues="ALL_OLD",
+            )
+        except _ConditionFailed:
+            return await remember_in_turn(self, key, members, ttl=ttl, limit=limit)
+        old = answer.get("Attributes", {}).get("members", {}).get("M", {})
+        return _in_turn({name: float(value["N"]) for name, value in old.items()}, members, ttl)
+
+    async def forget(self, key: str, member: str, *, expires_at: float) -> None:
+        with contextlib.suppress(_ConditionFailed):  # remembered again since, or gone: not ours to undo
+            await self._call(
+                "update_item",
+                Key={"pk": {"S": key}},
+                UpdateExpression="REMOVE #members.#m",
+                ConditionExpression="#members.#m = :ours",
+                ExpressionAttributeNames={"#m": member},
+                ExpressionAttributeValues={":ours": _n(expires_at)},
+            )
+
     async def members(self, key: str, *, now: float) -> frozenset[str]:
         item = await self._get(key)
         return frozenset(_unexpired(item, now)) if item is not None else frozenset()
@@ -157,10 +204,17 @@ class DynamoDbStore:
         await self.client.__aexit__(None, None, None)
 
     async def _create_set(self, key: str, member: str, expires: float) -> bool:
+        return await self._create_set_of(key, {member: expires}, expires)
+
+    async def _create_set_of(self, key: str, members: dict[str, float], expires: float) -> bool:
         try:
             await self._call(
                 "put_item",
-                Item={"pk": {"S": key}, "members": {"M": {member: _n(expires)}}, "expires_at": _n(expires)},
+                Item={
+                    "pk": {"S": key},
+                    "members": {"M": {member: _n(until) for member, until in members.items()}},
+                    "expires_at": _n(expires),
+                },
                 ConditionExpression="attribute_not_exists(#pk) OR attribute_not_exists(#members)",
             )
         except _ConditionFailed:
@@ -218,6 +272,18 @@ class _ConditionFailed(Exception):
 
 def _n(value: float) -> dict[str, str]:
     return {"N": repr(round(value, 3))}
+
+
+def _in_turn(old: dict[str, float], members: Sequence[tuple[str, float]], ttl: float) -> list[Membership]:
+    """What `remember` one by one says for each (member, now), starting from the members `old` held."""
+    held = dict(old)
+    answers = []
+    for member, now in members:
+        live = sum(expires > now for expires in held.values())
+        new = held.get(member, now) <= now
+        answers.append(Membership(new, live + new, False))
+        held[member] = round(now + ttl, 3)
+    return answers
 
 
 def _unexpired(item: dict[str, Any], now: float) -> dict[str, float]:

@@ -9,9 +9,10 @@ order (a late event), so a claim expired for one call may still hold for the nex
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
-from kvs_sentinel.state.base import Membership, Unbatched
+from kvs_sentinel.state.base import Membership, Unbatched, remember_in_turn
 
 DEFAULT_MAX_KEYS = 100_000
 
@@ -79,6 +80,16 @@ class MemoryStore:
             return Membership(False, len(found), True)
         found[member] = now + ttl
         return Membership(True, len(found), False)
+
+    async def remember_all(
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
+    ) -> list[Membership]:
+        return await remember_in_turn(self, key, members, ttl=ttl, limit=limit)
+
+    async def forget(self, key: str, member: str, *, expires_at: float) -> None:
+        kept = self._sets.get(key)
+        if kept is not None and kept.members.get(member) == expires_at:
+            del kept.members[member]
 
     async def members(self, key: str, *, now: float) -> frozenset[str]:
         kept = self._sets.get(key)

@@ -19,11 +19,11 @@ import contextlib
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from kvs_sentinel.state.base import Membership, StateError
+from kvs_sentinel.state.base import Membership, StateError, remember_in_turn
 
 # Keys are the tables' primary keys (WITHOUT ROWID: one b-tree to write per row, not two); `sets` keeps
 # each set's size (see `_remember`). A file made before these (rowid tables, a members_of_key index,
@@ -206,6 +206,20 @@ class SqliteStore:
         except StateError:
             self._rollback()
             raise
+
+    async def remember_all(
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
+    ) -> list[Membership]:
+        return await remember_in_turn(self, key, members, ttl=ttl, limit=limit)
+
+    async def forget(self, key: str, member: str, *, expires_at: float) -> None:
+        async with self.batch():
+            deleted = self._run(
+                "DELETE FROM members WHERE key = ? AND member = ? AND expires_at = ?",
+                (key, member, expires_at),
+            ).rowcount
+            if deleted:
+                self._run("UPDATE sets SET size = size - 1 WHERE key = ?", (key,))
 
     async def members(self, key: str, *, now: float) -> frozenset[str]:
         self._tick(now)
