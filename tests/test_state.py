@@ -241,6 +241,12 @@ async def test_dynamodb_remembers_a_message_s_values_of_one_set_in_one_request(m
             "s", [("a", NOW + 5), ("d", NOW + 5), ("x", NOW + 5)], ttl=60, limit=4
         )
         assert full == [Membership(False, 3, False), Membership(True, 4, False), Membership(False, 4, True)]
+        # a log file's worth of new values: requests of at most 50 members, each within DynamoDB's limits
+        client.requests.clear()
+        many = [(f"stream-{n:04d}", NOW + 6) for n in range(120)]
+        answers = await store.remember_all("viewer", many, ttl=60, limit=1000)
+        assert [answer.size for answer in answers] == list(range(1, 121))
+        assert client.requests == ["put_item", "update_item", "update_item"]
     finally:
         await store.aclose()
 

@@ -10,7 +10,8 @@ backend, so N tasks on one store decide as one task would:
   part of its key);
 - `remember(key, member)`: add a member to a bounded set, each member expiring `ttl` after it was last
   added, and say whether it was new (first-seen baselines, distinct counts); `remember_all` adds several
-  in turn as one operation, one request on DynamoDB (a message's new values of one baseline).
+  in turn as one operation, one request on DynamoDB (a message's new values of one baseline); `forget`
+  undoes a `remember` whose purpose failed (the new value's alert was not recorded: its retry alerts).
 
 Every operation takes `now`, epoch seconds on the caller's clock (event time, so that a replay of last
 month behaves as it did live), and nothing expired is ever returned, whether or not the backend has

@@ -32,6 +32,8 @@ from kvs_sentinel.state.base import Membership, StateError, Unbatched, remember_
 
 _ATTEMPTS = 4  # a conditional write that lost a race is tried again with what it learned
 _SETS_KNOWN = 100_000
+# an expression is at most 4 KB: ~25 bytes per member in the update leaves room for long attribute names
+_MEMBERS_PER_REQUEST = 50
 # Every attribute is named through an alias: some names (TOTAL, and perhaps others) are reserved words.
 _NAMES = {"#pk": "pk", "#expires": "expires_at", "#total": "total", "#members": "members"}
 _ALIAS = re.compile(r"#\w+")
@@ -151,6 +153,15 @@ class DynamoDbStore:
         raise StateError(f"dynamodb:{self.table}: set {key!r} kept changing under us", retryable=True)
 
     async def remember_all(
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
+    ) -> list[Membership]:
+        answers: list[Membership] = []
+        for start in range(0, len(members), _MEMBERS_PER_REQUEST):
+            part = members[start : start + _MEMBERS_PER_REQUEST]
+            answers += await self._remember_part(key, part, ttl=ttl, limit=limit)
+        return answers
+
+    async def _remember_part(
         self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
     ) -> list[Membership]:
         expiries = {member: round(now + ttl, 3) for member, now in members}  # the last call's holds
