@@ -453,7 +453,10 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             print(f"kvs-sentinel: {exc}", file=sys.stderr)
             return EXIT_USAGE
         try:
-            state = await open_store(args.state, StoreUse(group_commits=STDIN not in args.paths))
+            # grouped commits hold the file's write lock between messages: not while a pipe pauses or
+            # sinks pace their deliveries, where a commit per message costs nothing anyway
+            grouped = STDIN not in args.paths and not args.deliver
+            state = await open_store(args.state, StoreUse(group_commits=grouped))
         except StateError as exc:
             await dispatcher.aclose()
             print(f"kvs-sentinel: --state: {exc}", file=sys.stderr)

@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 
 from kvs_sentinel.cli import main
+from kvs_sentinel.state.base import StateStore
+from kvs_sentinel.state.registry import StoreUse, open_store
 from tests.support.logging_reset import fresh_logging
+
+PACK = Path(__file__).resolve().parents[1] / "config" / "packs" / "kvs.yaml"
 
 __all__ = ["fresh_logging"]
 
@@ -134,3 +138,27 @@ def test_validate_says_where_stateful_detectors_remember(
     assert f"stateful: 4 detectors remember in service.state sqlite:{tmp_path / 'state.db'} (kept)" in (
         capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize("deliver", [False, True])
+def test_a_replay_of_files_lets_sqlite_commit_in_groups_unless_it_delivers(
+    tmp_path: Path, history: Path, monkeypatch: pytest.MonkeyPatch, deliver: bool
+) -> None:
+    import kvs_sentinel.cli
+
+    asked: list[StoreUse] = []
+
+    async def recording(url: str, use: StoreUse) -> StateStore:
+        asked.append(use)
+        return await open_store(url, use)
+
+    monkeypatch.setattr(kvs_sentinel.cli, "open_store", recording)
+    alerts = tmp_path / "alerts.jsonl"
+    config = tmp_path / "sentinel.yaml"
+    config.write_text(f"packs: [{PACK}]\nsinks:\n  archive: {{type: stdout, path: {alerts}}}\n")
+    output = ["--deliver"] if deliver else ["-o", str(alerts)]
+    state = ["--state", f"sqlite:{tmp_path / 'state.db'}"]
+    assert main(["replay", "--no-progress", "--config", str(config), *output, *state, str(history)]) == 0
+    # sinks pace their deliveries: a commit per message, so no write lock is held meanwhile
+    assert asked == [StoreUse(group_commits=not deliver)]
+    assert alerts.read_text()  # the replay ran and its alerts went where it was told

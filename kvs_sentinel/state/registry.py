@@ -13,8 +13,9 @@ from kvs_sentinel.state.base import StateStore
 class StoreUse:
     """What the caller allows the store beyond its URL. `group_commits`: a backend may commit several
     batches together. `run` never allows it: a batch judges a message that is acknowledged next, so it
-    is committed when it ends. A replay of files allows it: it acknowledges nothing and its input comes
-    without pauses (a pipe may pause, and an open transaction would hold the file's write lock)."""
+    is committed when it ends. A replay of files into JSON Lines allows it: it acknowledges nothing and
+    nothing makes it pause (a pipe may, and so may sinks pacing their deliveries, while an open
+    transaction would hold the file's write lock)."""
 
     group_commits: bool = False
 
