@@ -453,21 +453,28 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             print(f"kvs-sentinel: {exc}", file=sys.stderr)
             return EXIT_USAGE
         try:
-            # grouped commits hold the file's write lock between messages: not while a pipe pauses or
-            # sinks pace their deliveries, where a commit per message costs nothing anyway
-            grouped = STDIN not in args.paths and not args.deliver
+            # grouped commits hold the file's write lock between messages: not while a pipe or S3
+            # pauses, or sinks pace their deliveries, where a commit per message costs nothing anyway
+            local = all(path != STDIN and not path.startswith("s3://") for path in args.paths)
+            grouped = local and not args.deliver
             state = await open_store(args.state, StoreUse(group_commits=grouped))
         except StateError as exc:
             await dispatcher.aclose()
             print(f"kvs-sentinel: --state: {exc}", file=sys.stderr)
             return EXIT_USAGE
         pipeline = replay_pipeline(loaded, source, stats, dispatcher, state=state, learn=args.learn)
+        unsaved = None  # the store's last commit failed (SQLite commits a replay's last group at close)
         try:
             counts = await pipeline.run()
         finally:
             progress.close()
             await dispatcher.aclose()
-            await state.aclose()
+            try:
+                await state.aclose()
+            except StateError as exc:
+                unsaved = exc
+    if unsaved is not None:
+        print(f"kvs-sentinel: --state: what the replay learnt last was not saved: {unsaved}", file=sys.stderr)
     if args.learn:
         print(f"learnt into {args.state}; stateful detectors gave no alert (--learn)", file=sys.stderr)
     print(stats.render(), file=sys.stderr)
@@ -485,7 +492,8 @@ async def _replay(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     if stats.files_read == 0:
         print("kvs-sentinel: no input could be read", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_FAILED if counts.messages_failed or dispatcher.counts.summaries_lost else EXIT_OK
+    failed = counts.messages_failed or dispatcher.counts.summaries_lost or unsaved is not None
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 async def _replay_source(

@@ -118,7 +118,7 @@ class StatefulJudge:
             for done, position in enumerate(positions):
                 try:
                     decided[position] = await self._ask(asking[position], learnt, values.get(position))
-                except StateError:
+                except BaseException:  # a failed store, or a stop: the message comes back
                     await self._forget_values(positions[done:], asking, values)
                     raise
 
@@ -251,7 +251,7 @@ class StatefulJudge:
         )
         try:
             return await self._first_seen_of(detector, rule, seen, learnt, values)
-        except StateError:
+        except BaseException:
             if values.new:  # the retry must find the value new again (SQLite's batch undoes it anyway)
                 with contextlib.suppress(StateError):
                     await self.store.forget(key, seen.value, expires_at=seen.at + rule.expiry)

@@ -162,3 +162,25 @@ def test_a_replay_of_files_lets_sqlite_commit_in_groups_unless_it_delivers(
     # sinks pace their deliveries: a commit per message, so no write lock is held meanwhile
     assert asked == [StoreUse(group_commits=not deliver)]
     assert alerts.read_text()  # the replay ran and its alerts went where it was told
+
+
+def test_a_replay_whose_last_commit_fails_says_so_and_exits_1(
+    tmp_path: Path, history: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kvs_sentinel.state.base import StateError
+    from kvs_sentinel.state.sqlite import SqliteStore
+
+    def disk_full(store: SqliteStore) -> None:
+        raise StateError(f"sqlite:{store.path}: database or disk is full", retryable=False)
+
+    monkeypatch.setattr(SqliteStore, "_commit_group", disk_full)  # the group still open at the end
+    state = f"sqlite:{tmp_path / 'state.db'}"
+    code = main(
+        ["replay", "--no-progress", "-o", str(tmp_path / "out.jsonl"), "--state", state, str(history)]
+    )
+    error = capsys.readouterr().err
+    assert code == 1
+    assert "kvs-sentinel: --state: what the replay learnt last was not saved: sqlite:" in error
+    assert "database or disk is full" in error
+    assert "Traceback" not in error
+    assert "events: 15" in error  # the summary is still printed

@@ -17,6 +17,7 @@ import pytest
 
 from kvs_sentinel.state.base import Membership, StateError, StateStore
 from kvs_sentinel.state.dynamodb import DynamoDbStore
+from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.state.registry import StoreUse, open_store
 from kvs_sentinel.state.sqlite import GROUP_COMMIT_SECONDS, SqliteStore
 from tests.aws_fixtures import aws_client, moto_server
@@ -251,6 +252,42 @@ async def test_dynamodb_remembers_a_message_s_values_of_one_set_in_one_request(m
         await store.aclose()
 
 
+class ThrottledAfter(CountedRequests):
+    """The DynamoDB client, throttling the one update_item that follows the first `allowed` of them."""
+
+    def __init__(self, inner: Any, allowed: int) -> None:
+        super().__init__(inner)
+        self.allowed = allowed
+
+    def __getattr__(self, operation: str) -> Any:
+        method = super().__getattr__(operation)
+        if operation == "update_item" and self.requests.count("update_item") == self.allowed + 1:
+            from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+            async def throttled(**request: Any) -> Any:
+                error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+                raise ClientError(error, "UpdateItem")
+
+            return throttled
+        return method
+
+
+async def test_a_dynamodb_remember_all_that_fails_midway_forgets_what_it_added(moto_server: str) -> None:
+    await make_table()
+    store = await open_store(f"dynamodb:{TABLE}")
+    assert isinstance(store, DynamoDbStore)
+    await store.remember("viewer", "known", now=NOW, ttl=60, limit=1000)
+    store.client = ThrottledAfter(store.client, allowed=1)  # the first part's update, not the second's
+    many = [(f"stream-{n:04d}", NOW + 1) for n in range(80)] + [("known", NOW + 1)]
+    try:
+        with pytest.raises(StateError, match="ThrottlingException"):
+            await store.remember_all("viewer", many, ttl=60, limit=1000)
+        # the first 50 were written, then forgotten (forget is an update_item too: let them through)
+        assert await store.members("viewer", now=NOW + 2) == {"known"}
+    finally:
+        await store.aclose()
+
+
 async def test_a_missing_dynamodb_table_is_a_state_error_not_worth_retrying(moto_server: str) -> None:
     store = await open_store("dynamodb:no-such-table")
     try:
@@ -375,6 +412,22 @@ async def test_sqlite_counts_a_set_it_has_no_size_for_as_in_a_file_from_before_s
     # "b" expired at NOW + 101: "c" and "d" are left
     assert await store.remember("s", "c", now=NOW + 101, ttl=100, limit=9) == Membership(False, 2, False)
     await store.aclose()
+
+
+async def test_sqlite_forgets_what_expired_when_it_counts_a_set_afresh(tmp_path: Path) -> None:
+    # after a sweep (or in a file from before sizes were kept) a set is counted afresh: what expired
+    # then must go, so that a late event does not find it known
+    memory, sqlite = MemoryStore(), SqliteStore(tmp_path / "state.db")
+    steps = [("a", NOW), ("b", NOW + 50), ("c", NOW + 120), ("a", NOW + 60), ("d", NOW + 61)]
+    answers: dict[str, list[Membership]] = {"memory": [], "sqlite": []}
+    for name, backend in (("memory", memory), ("sqlite", sqlite)):
+        for n, (member, now) in enumerate(steps):
+            if name == "sqlite" and n == 2:
+                sqlite.db.execute("DELETE FROM sets")  # what the sweep does
+            answers[name].append(await backend.remember("s", member, now=now, ttl=100, limit=3))
+    assert answers["sqlite"] == answers["memory"]
+    assert answers["sqlite"][3] == Membership(True, 3, False)  # "a" expired at NOW + 100: new again
+    await sqlite.aclose()
 
 
 async def test_sqlite_sweeps_what_expired_a_day_before_the_latest_time(tmp_path: Path) -> None:

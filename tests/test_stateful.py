@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -328,6 +329,7 @@ class AlertRecordFailsOnce(MemoryStore):
         super().__init__()
         self.overlaps = overlaps
         self.failed = False
+        self.remembered_together = 0
 
     async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
         if "/alerted/" in key and not self.failed:
@@ -335,18 +337,67 @@ class AlertRecordFailsOnce(MemoryStore):
             raise StateError("dynamodb:t: update_item: ThrottlingException", retryable=True)
         return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
 
+    async def remember_all(
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
+    ) -> list[Membership]:
+        self.remembered_together += 1
+        return await super().remember_all(key, members, ttl=ttl, limit=limit)
+
 
 @pytest.mark.parametrize("overlaps", [True, False])
 async def test_new_values_whose_alert_failed_to_be_recorded_alert_when_their_message_is_retried(
     tmp_path: Path, overlaps: bool
 ) -> None:
-    judged = Judged(load(tmp_path, NEW_NETWORK), AlertRecordFailsOnce(overlaps))
+    store = AlertRecordFailsOnce(overlaps)
+    judged = Judged(load(tmp_path, NEW_NETWORK), store)
     assert await judged(call(1, START)) == []  # learning starts
     known = call(2, START + 2 * DAY)
     novel = [call(3 + n, START + 2 * DAY + n, ip=ip) for n, ip in enumerate(["192.0.2.1", "203.0.113.1"])]
     with pytest.raises(StateError):
-        await judged(known, *novel)
-    assert [alert.event_id for alert in await judged(known, *novel)] == [e["eventID"] for e in novel]
+        await judged.message(known, *novel)  # the first new value's alert record fails
+    assert [alert.event_id for alert in await judged.message(known, *novel)] == [e["eventID"] for e in novel]
+    assert store.remembered_together == (2 if overlaps else 0)  # the message's values in one operation
+
+
+class RememberAllFailsMidway(MemoryStore):
+    """An overlapping store whose `remember_all` stores its first member, then fails (DynamoDB
+    throttling the second request of a long message)."""
+
+    overlaps = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        if key.endswith("/values") and member == "203.0.113.0/24" and not self.failed:
+            self.failed = True
+            raise StateError("dynamodb:t: update_item: ThrottlingException", retryable=True)
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
+
+
+async def test_values_a_failed_remember_all_stored_alert_when_their_message_is_retried(
+    tmp_path: Path,
+) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), RememberAllFailsMidway())
+    assert await judged(call(1, START)) == []  # learning starts
+    novel = [call(3 + n, START + 2 * DAY + n, ip=ip) for n, ip in enumerate(["192.0.2.1", "203.0.113.1"])]
+    with pytest.raises(StateError):
+        await judged.message(*novel)  # 192.0.2.0/24 is stored, then 203.0.113.0/24 fails
+    assert [alert.event_id for alert in await judged.message(*novel)] == [e["eventID"] for e in novel]
+
+
+async def test_a_message_of_one_group_s_events_alerts_as_its_events_would_one_by_one(
+    tmp_path: Path, store: StateStore
+) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), store)
+    assert await judged(call(1, START)) == []  # learning starts
+    later = START + 2 * DAY
+    ips = ["198.51.100.9", "192.0.2.1", "192.0.2.77", "203.0.113.1", "198.51.100.10", "203.0.113.2"]
+    events = [call(10 + n, later + n, ip=ip) for n, ip in enumerate(ips)]
+    alerted = [alert.event_id for alert in await judged.message(*events)]
+    assert alerted == [events[1]["eventID"], events[3]["eventID"]]  # a network's first event only
+    assert [alert.event_id for alert in await judged.message(*events)] == alerted  # redelivered: again
 
 
 class WaitsForOtherGroup(MemoryStore):

@@ -25,6 +25,7 @@ A backend is chosen by URL (`memory`, `sqlite:PATH`, `dynamodb:TABLE`) through `
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -116,8 +117,33 @@ async def remember_in_turn(
     store: StateStore, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
 ) -> list[Membership]:
     """`remember_all` as calls one by one, in one batch (atomic for a backend whose batch is)."""
+    answers: list[Membership] = []
     async with store.batch():
-        return [await store.remember(key, member, now=now, ttl=ttl, limit=limit) for member, now in members]
+        try:
+            for member, now in members:
+                answers.append(await store.remember(key, member, now=now, ttl=ttl, limit=limit))
+        except BaseException:
+            await forget_new(store, key, members[: len(answers)], answers, ttl=ttl)
+            raise
+    return answers
+
+
+async def forget_new(
+    store: StateStore,
+    key: str,
+    members: Sequence[tuple[str, float]],
+    answers: Sequence[Membership],
+    *,
+    ttl: float,
+) -> None:
+    """Undo the members a `remember_all` that failed midway added (`answers`: what it said for the first
+    `len(answers)` of them): none of them was judged, so a retry must find them new again. Each is
+    forgotten at the expiry its last call gave it; a failure to forget is left to the store's expiry."""
+    last = {member: now + ttl for member, now in members[: len(answers)]}
+    new = {member for (member, _), answer in zip(members, answers, strict=False) if answer.new}
+    for member in new:
+        with contextlib.suppress(StateError):
+            await store.forget(key, member, expires_at=last[member])
 
 
 def _nobody_told(decision: str) -> None:

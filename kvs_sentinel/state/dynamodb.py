@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kvs_sentinel.aws import classify
-from kvs_sentinel.state.base import Membership, StateError, Unbatched, remember_in_turn
+from kvs_sentinel.state.base import Membership, StateError, Unbatched, forget_new, remember_in_turn
 
 _ATTEMPTS = 4  # a conditional write that lost a race is tried again with what it learned
 _SETS_KNOWN = 100_000
@@ -156,9 +156,13 @@ class DynamoDbStore:
         self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
     ) -> list[Membership]:
         answers: list[Membership] = []
-        for start in range(0, len(members), _MEMBERS_PER_REQUEST):
-            part = members[start : start + _MEMBERS_PER_REQUEST]
-            answers += await self._remember_part(key, part, ttl=ttl, limit=limit)
+        try:
+            for start in range(0, len(members), _MEMBERS_PER_REQUEST):
+                part = members[start : start + _MEMBERS_PER_REQUEST]
+                answers += await self._remember_part(key, part, ttl=ttl, limit=limit)
+        except BaseException:  # the parts written were not judged: a retry must find their values new
+            await forget_new(self, key, members, answers, ttl=ttl)
+            raise
         return answers
 
     async def _remember_part(

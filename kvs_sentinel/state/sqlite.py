@@ -126,8 +126,8 @@ class SqliteStore:
         ).fetchone()
         counted = size is None or earliest <= now
         if counted:
-            if size is not None:
-                self._run("DELETE FROM members WHERE key = ? AND expires_at <= ?", (key, now))
+            # what expired goes, as it always did: a late event (an earlier `now`) must not find it known
+            self._run("DELETE FROM members WHERE key = ? AND expires_at <= ?", (key, now))
             size, earliest = self._run(
                 "SELECT count(*), min(expires_at) FROM members WHERE key = ? AND expires_at > ?", (key, now)
             ).fetchone()
@@ -162,6 +162,8 @@ class SqliteStore:
             async with self._transaction():
                 yield
             return
+        if self._began is not None and not self.db.in_transaction:
+            self._began = None  # SQLite rolled the group back itself (a full disk, an I/O error)
         if self._began is None:
             self._run("BEGIN IMMEDIATE", ())
             self._began = time.monotonic()

@@ -115,6 +115,11 @@ class Judged:
             alerts += outcome.alerts + await self.judge.judge(outcome.pending)
         return alerts
 
+    async def message(self, *records: dict[str, Any]) -> list[Alert]:
+        """The records as one message (a log file, an SQS batch): their checks are judged together."""
+        outcome = self.processor.process(Document(json.dumps({"Records": list(records)}), Location("test")))
+        return outcome.alerts + await self.judge.judge(outcome.pending)
+
 
 def message(name: str, *records: dict[str, Any]) -> FakeMessage:
     return FakeMessage(name, [Document(json.dumps({"Records": list(records)}), Location(name))])
