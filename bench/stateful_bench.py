@@ -224,8 +224,11 @@ def main() -> None:
         }
         walls: dict[str, list[float]] = {name: [] for name in runs}
         cpus: dict[str, list[float]] = {name: [] for name in runs}
+        names = list(runs)
         for n in range(args.rounds):  # interleaved: a burst of load elsewhere slows all of them alike
-            for name, run in runs.items():
+            # and each round starts with the next one: the first replay of a round ran slower
+            for name in names[n % len(names) :] + names[: n % len(names)]:
+                run = runs[name]
                 took_wall, took_cpu = in_child(lambda run=run, n=n: run(n))
                 walls[name].append(took_wall)
                 cpus[name].append(took_cpu)
