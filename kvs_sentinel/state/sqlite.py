@@ -19,7 +19,7 @@ import contextlib
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -159,7 +159,7 @@ class SqliteStore:
             yield
             return
         if not self.commit_every:
-            async with self._transaction():
+            async with self._between("BEGIN IMMEDIATE", self._rollback, "COMMIT"):
                 yield
             return
         if self._began is not None and not self.db.in_transaction:
@@ -167,31 +167,24 @@ class SqliteStore:
         if self._began is None:
             self._run("BEGIN IMMEDIATE", ())
             self._began = time.monotonic()
-        self._run("SAVEPOINT batch", ())
-        self._batched = True
-        try:
+        async with self._between("SAVEPOINT batch", self._undo_batch, "RELEASE batch"):
             yield
-        except BaseException:
-            self._batched = False
-            self._undo_batch()
-            raise
-        self._batched = False
-        self._run("RELEASE batch", ())
         if time.monotonic() - self._began >= self.commit_every:
             self._commit_group()
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[None]:
-        self._run("BEGIN IMMEDIATE", ())
+    async def _between(self, begin: str, undo: Callable[[], None], end: str) -> AsyncIterator[None]:
+        """One batch's operations between `begin` and `end`; `undo` if the batch fails."""
+        self._run(begin, ())
         self._batched = True
         try:
             yield
         except BaseException:
             self._batched = False
-            self._rollback()
+            undo()
             raise
         self._batched = False
-        self._run("COMMIT", ())
+        self._run(end, ())
 
     def _undo_batch(self) -> None:
         try:
