@@ -39,7 +39,7 @@ from kvs_sentinel.detectors.stateful import (
     answers_for,
 )
 from kvs_sentinel.engine import Pending
-from kvs_sentinel.state.base import Membership, StateError, StateStore
+from kvs_sentinel.state.base import Membership, StateError, StateStore, forget_new
 from kvs_sentinel.stats import RunStats
 
 _NO_EVENT_ID = "(no eventID)"
@@ -114,12 +114,14 @@ class StatefulJudge:
         decided: list[dict[str, Any] | None] = [None] * len(asking)
 
         async def judge_chain(positions: list[int]) -> None:
-            values = await self._values_of(positions, asking)
+            remembered = await self._values_of(positions, asking)
             for done, position in enumerate(positions):
+                values = None if remembered is None else remembered.answers[done]
                 try:
-                    decided[position] = await self._ask(asking[position], learnt, values.get(position))
+                    decided[position] = await self._ask(asking[position], learnt, values)
                 except BaseException:  # a failed store, or a stop: the message comes back
-                    await self._forget_values(positions[done:], asking, values)
+                    if remembered is not None:
+                        await remembered.forget_from(self.store, done)
                     raise
 
         if len(chains) == 1:
@@ -137,38 +139,19 @@ class StatefulJudge:
                 raise failure
         return decided
 
-    async def _values_of(self, positions: list[int], asking: Sequence[Pending]) -> dict[int, Membership]:
+    async def _values_of(self, positions: list[int], asking: Sequence[Pending]) -> _Remembered | None:
         """For a first_seen chain (one group's baseline) of several checks, their values remembered by one
-        store operation (one DynamoDB request, not one each), by position: what each check's own
-        `remember` would have said."""
+        store operation (one DynamoDB request, not one each): what each check's own `remember` would have
+        said, in the chain's order."""
         detector = asking[positions[0]].plan.detector
         rule = detector.stateful
         if not isinstance(rule, FirstSeenRule) or len(positions) < 2:
-            return {}
+            return None
         seen = [asking[position].observation for position in positions]
         key = f"{baseline_key(detector.id, seen[0].group)}/values"
         added = [(observation.value or "", observation.at) for observation in seen]
         answers = await self.store.remember_all(key, added, ttl=rule.expiry, limit=rule.max_values)
-        return dict(zip(positions, answers, strict=True))
-
-    async def _forget_values(
-        self, undone: list[int], asking: Sequence[Pending], values: dict[int, Membership]
-    ) -> None:
-        """Undo what `_values_of` added for checks not judged (or failed): their retry must find their
-        values new again. Each value is forgotten at the expiry the chain's last event gave it."""
-        if not values:
-            return
-        detector = asking[undone[0]].plan.detector
-        rule = detector.stateful
-        assert isinstance(rule, FirstSeenRule)
-        group = asking[undone[0]].observation.group
-        new = {asking[position].observation.value for position in undone if values[position].new}
-        latest = {asking[position].observation.value: asking[position].observation.at for position in values}
-        key = f"{baseline_key(detector.id, group)}/values"
-        for value in new:
-            if value is not None:
-                with contextlib.suppress(StateError):
-                    await self.store.forget(key, value, expires_at=latest[value] + rule.expiry)
+        return _Remembered(key, added, answers, rule.expiry)
 
     async def _ask(
         self, item: Pending, learnt: Learnt, values: Membership | None = None
@@ -251,10 +234,8 @@ class StatefulJudge:
         )
         try:
             return await self._first_seen_of(detector, rule, seen, learnt, values)
-        except BaseException:
-            if values.new:  # the retry must find the value new again (SQLite's batch undoes it anyway)
-                with contextlib.suppress(StateError):
-                    await self.store.forget(key, seen.value, expires_at=seen.at + rule.expiry)
+        except BaseException:  # the retry must find the value new again (SQLite's batch undoes it anyway)
+            await forget_new(self.store, key, [(seen.value, seen.at)], [values], ttl=rule.expiry)
             raise
 
     async def _first_seen_of(
@@ -335,6 +316,21 @@ class StatefulJudge:
             self._held += value not in answers
             answers[value] = answer
         self._learning.update(learnt.learning)
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    """A first_seen chain's values, remembered together before its checks are judged."""
+
+    key: str
+    added: list[tuple[str, float]]  # (value, event time), in the chain's order
+    answers: list[Membership]
+    ttl: float
+
+    async def forget_from(self, store: StateStore, done: int) -> None:
+        """Undo the values of the checks from position `done` on (not judged, or failed): their retry
+        must find them new again. A value new there last occurs there too, so its expiry is known."""
+        await forget_new(store, self.key, self.added[done:], self.answers[done:], ttl=self.ttl)
 
 
 def baseline_key(detector: str, group: str) -> str:
