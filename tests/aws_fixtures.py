@@ -44,10 +44,48 @@ def _serialise_dynamodb_requests() -> None:
     DynamoHandler._kvs_serialised = True  # type: ignore[attr-defined]
 
 
+def _serialise_sqs_receives() -> None:
+    """SQS hides a message it hands out from every other receive. moto's server threads can interleave
+    two receives between its visibility check and its mark, so both hand out one message (then four
+    deletes for three messages). Each receive now looks and marks under one lock; a long poll waits
+    outside it, so other receives are not held up."""
+    import functools
+    import threading
+    import time
+
+    from moto.sqs.models import SQSBackend
+
+    if getattr(SQSBackend, "_kvs_serialised", False):
+        return
+    lock = threading.Lock()
+    original = SQSBackend.receive_message
+
+    @functools.wraps(original)
+    def serialised(
+        self: Any,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: list[str] | None = None,
+    ) -> Any:
+        deadline = time.monotonic() + wait_seconds_timeout
+        while True:
+            with lock:  # one look, no wait: the original's own poll loop ends at once
+                found = original(self, queue_name, count, 0, visibility_timeout, message_attribute_names)
+            if found or time.monotonic() >= deadline:
+                return found
+            self.get_queue(queue_name).wait_for_messages(min(1.0, deadline - time.monotonic()))
+
+    SQSBackend.receive_message = serialised  # type: ignore[method-assign]
+    SQSBackend._kvs_serialised = True  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     """The endpoint of a fresh moto server; AWS_* point every client at it."""
     _serialise_dynamodb_requests()
+    _serialise_sqs_receives()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
