@@ -150,7 +150,8 @@ class StatefulJudge:
         seen = [asking[position].observation for position in positions]
         key = f"{baseline_key(detector.id, seen[0].group)}/values"
         added = [(observation.value or "", observation.at) for observation in seen]
-        answers = await self.store.remember_all(key, added, ttl=rule.expiry, limit=rule.max_values)
+        askers = [observation.event_id for observation in seen]
+        answers = await self.store.remember_all(key, added, ttl=rule.expiry, limit=rule.max_values, by=askers)
         return _Remembered(key, added, answers, rule.expiry)
 
     async def _ask(
@@ -176,13 +177,16 @@ class StatefulJudge:
         # every key of the window lives at least until the window ends: `at` is inside it
         if rule.distinct is None:
             seen_key = f"{window}/seen/{seen.event_id}"
-            counted = seen.event_id is None or await store.claim(seen_key, now=at, ttl=rule.window)
+            counted: bool | None = None  # None: the claim failed, perhaps after it was applied
             try:
+                counted = seen.event_id is None or await store.claim(seen_key, now=at, ttl=rule.window)
                 total = await store.count(f"{window}/count", 1 if counted else 0, now=at, ttl=rule.window)
             except StateError:
                 # not counted after all: undo the claim, or the retry of this message would skip the count
-                # (DynamoDB has no transaction around the two; SQLite's batch already undoes both)
-                if counted and seen.event_id is not None:
+                # (DynamoDB has no transaction around the two; SQLite's batch already undoes both). A
+                # claim that failed may have been applied with its answer lost (a timeout): undone too,
+                # as the release only undoes a claim with this event's expiry
+                if counted is not False and seen.event_id is not None:
                     with contextlib.suppress(StateError):
                         await store.release(seen_key, expires_at=at + rule.window)
                 raise
@@ -192,7 +196,9 @@ class StatefulJudge:
             assert seen.value is not None  # observe() gives a value to a distinct count
             distinct = f"{window}/distinct"
             cached = (detector, seen.group, seen.value)
-            added = await store.remember(distinct, seen.value, now=at, ttl=rule.window, limit=rule.count)
+            added = await store.remember(
+                distinct, seen.value, now=at, ttl=rule.window, limit=rule.count, by=seen.event_id
+            )
             total = added.size
             if added.new:
                 # only the value that makes the count is the one that alerts
@@ -230,7 +236,7 @@ class StatefulJudge:
             return await self._first_seen_of(detector, rule, seen, learnt, values)
         key = f"{baseline_key(detector, seen.group)}/values"
         values = await self.store.remember(
-            key, seen.value, now=seen.at, ttl=rule.expiry, limit=rule.max_values
+            key, seen.value, now=seen.at, ttl=rule.expiry, limit=rule.max_values, by=seen.event_id
         )
         try:
             return await self._first_seen_of(detector, rule, seen, learnt, values)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,14 @@ from kvs_sentinel.errors import ConfigError
 from kvs_sentinel.events import Location
 from kvs_sentinel.examples import FORMS, run_examples
 from kvs_sentinel.state.base import Membership, StateError, StateStore
+from kvs_sentinel.state.dynamodb import DynamoDbStore
 from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
 from kvs_sentinel.stats import RunStats
 from tests.aws_fixtures import moto_server
-from tests.support.state_tables import store
+from tests.support.dynamodb_clients import AnswerLost
+from tests.support.state_tables import TABLE, make_table, store
 from tests.support.stateful_detectors import (
     DAY,
     DENIED_BURST,
@@ -331,17 +333,25 @@ class AlertRecordFailsOnce(MemoryStore):
         self.failed = False
         self.remembered_together = 0
 
-    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+    async def remember(
+        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
+    ) -> Membership:
         if "/alerted/" in key and not self.failed:
             self.failed = True
             raise StateError("dynamodb:t: update_item: ThrottlingException", retryable=True)
-        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit, by=by)
 
     async def remember_all(
-        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
+        self,
+        key: str,
+        members: Sequence[tuple[str, float]],
+        *,
+        ttl: float,
+        limit: int,
+        by: Sequence[str | None] | None = None,
     ) -> list[Membership]:
         self.remembered_together += 1
-        return await super().remember_all(key, members, ttl=ttl, limit=limit)
+        return await super().remember_all(key, members, ttl=ttl, limit=limit, by=by)
 
 
 @pytest.mark.parametrize("overlaps", [True, False])
@@ -369,11 +379,81 @@ class RememberAllFailsMidway(MemoryStore):
         super().__init__()
         self.failed = False
 
-    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+    async def remember(
+        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
+    ) -> Membership:
         if key.endswith("/values") and member == "203.0.113.0/24" and not self.failed:
             self.failed = True
             raise StateError("dynamodb:t: update_item: ThrottlingException", retryable=True)
-        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit, by=by)
+
+
+def writing_value(value: str) -> Callable[[str, dict[str, Any]], bool]:
+    """A DynamoDB write of `value` into a baseline's values or a window's distinct values."""
+
+    def writes(operation: str, request: dict[str, Any]) -> bool:
+        key = (request.get("Key") or request.get("Item") or {}).get("pk", {}).get("S", "")
+        written = request.get("Item", {}).get("members", {}).get("M", {}).keys() | set(
+            request.get("ExpressionAttributeNames", {}).values()
+        )
+        updates = operation == "put_item" or request.get("UpdateExpression", "").startswith("SET")
+        return key.endswith(("/values", "/distinct")) and value in written and updates
+
+    return writes
+
+
+@pytest.mark.parametrize("rule", ["first_seen", "distinct threshold"])
+async def test_a_value_whose_dynamodb_add_lost_its_answer_alerts_when_its_message_is_retried(
+    tmp_path: Path, moto_server: str, rule: str
+) -> None:
+    """The write that adds the alerting value is applied, but its answer times out: the message is
+    retried, and the value, found in the store, must still be new to the event that added it."""
+    await make_table()
+    store = await open_store(f"dynamodb:{TABLE}")
+    assert isinstance(store, DynamoDbStore)
+    judged = Judged(load(tmp_path, NEW_NETWORK if rule == "first_seen" else MANY_NETWORKS), store)
+    try:
+        at = START + 2 * DAY  # after the first_seen group's learning; the threshold's hour starts here
+        learnt = [call(1, START), call(2, START + 1, ip="203.0.113.1")]  # first_seen: both known
+        assert await judged(*learnt, call(3, at), call(4, at + 1, ip="203.0.113.1")) == []
+        store.client = AnswerLost(store.client, writing_value("192.0.2.0/24"), times=1)
+        novel = call(5, at + 2, ip="192.0.2.1")  # a new network; the third within the hour
+        with pytest.raises(StateError, match="ReadTimeoutError"):
+            await judged(novel)
+        assert store.client.lost == 1
+        assert [alert.event_id for alert in await judged(novel)] == [novel["eventID"]]
+        assert await judged(call(6, at + 3, ip="192.0.2.1")) == []  # known now, to any other event
+    finally:
+        await store.aclose()
+
+
+def claiming(key_part: str) -> Callable[[str, dict[str, Any]], bool]:
+    """A DynamoDB claim of a key holding `key_part`."""
+
+    def claims(operation: str, request: dict[str, Any]) -> bool:
+        return operation == "put_item" and key_part in request["Item"]["pk"]["S"]
+
+    return claims
+
+
+async def test_an_event_whose_dynamodb_claim_lost_its_answer_is_counted_when_its_message_is_retried(
+    tmp_path: Path, moto_server: str
+) -> None:
+    await make_table()
+    store = await open_store(f"dynamodb:{TABLE}")
+    assert isinstance(store, DynamoDbStore)
+    judged = Judged(load(tmp_path, DENIED_BURST), store)
+    try:
+        assert await judged(*(call(n, START + n, error="AccessDenied") for n in (1, 2))) == []
+        third = call(3, START + 3, error="AccessDenied")
+        store.client = AnswerLost(store.client, claiming(f"/seen/{third['eventID']}"), times=1)
+        with pytest.raises(StateError, match="ReadTimeoutError"):
+            await judged(third)  # its claim, that it is counted, was applied; the count was not
+        assert store.client.lost == 1
+        assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
+        assert await judged(call(4, START + 4, error="AccessDenied")) == []  # one alert per window
+    finally:
+        await store.aclose()
 
 
 async def test_values_a_failed_remember_all_stored_alert_when_their_message_is_retried(
@@ -410,12 +490,14 @@ class WaitsForOtherGroup(MemoryStore):
         super().__init__()
         self.other_asked = asyncio.Event()
 
-    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+    async def remember(
+        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
+    ) -> Membership:
         if OTHER in key:
             self.other_asked.set()
         else:
             await self.other_asked.wait()
-        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit, by=by)
 
 
 async def test_a_message_s_checks_of_different_groups_are_judged_concurrently(tmp_path: Path) -> None:

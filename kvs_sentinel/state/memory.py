@@ -62,7 +62,9 @@ class MemoryStore:
         _bound(self._counters, self.max_keys)
         return total
 
-    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+    async def remember(
+        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
+    ) -> Membership:
         kept = self._sets.get(key)
         if kept is None:
             kept = self._sets[key] = _Set()
@@ -82,9 +84,15 @@ class MemoryStore:
         return Membership(True, len(found), False)
 
     async def remember_all(
-        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
+        self,
+        key: str,
+        members: Sequence[tuple[str, float]],
+        *,
+        ttl: float,
+        limit: int,
+        by: Sequence[str | None] | None = None,
     ) -> list[Membership]:
-        return await remember_in_turn(self, key, members, ttl=ttl, limit=limit)
+        return await remember_in_turn(self, key, members, ttl=ttl, limit=limit, by=by)
 
     async def forget(self, key: str, member: str, *, expires_at: float) -> None:
         kept = self._sets.get(key)
