@@ -26,7 +26,19 @@ def substitute_env(value: Any, where: str, unset: list[str] | None = None) -> An
 
     With `unset`, a missing variable is left as written and `where: VAR` is appended to it instead.
     """
+    return _substitute(value, (where,), unset)
+
+
+# Where a value is, as the chain (parent, key, in a list) down from the top: written out as text only for
+# a string that names a variable (a pack is thousands of values, and hardly any does).
+_Path = tuple[Any, ...]
+
+
+def _substitute(value: Any, path: _Path, unset: list[str] | None) -> Any:
     if isinstance(value, str):
+        if "${" not in value:
+            return value
+        where = _where(path)
 
         def lookup(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -39,13 +51,21 @@ def substitute_env(value: Any, where: str, unset: list[str] | None = None) -> An
 
         return ENV_REFERENCE.sub(lookup, value)
     if isinstance(value, list):
-        return [substitute_env(element, f"{where}[{i}]", unset) for i, element in enumerate(value)]
+        return [_substitute(element, (path, i, True), unset) for i, element in enumerate(value)]
     if isinstance(value, dict):
-        separator = ": " if ": " not in where else "."
-        return {
-            key: substitute_env(element, f"{where}{separator}{key}", unset) for key, element in value.items()
-        }
+        return {key: _substitute(element, (path, key, False), unset) for key, element in value.items()}
     return value
+
+
+def _where(path: _Path) -> str:
+    """`top: key.key[0]`: the first key after the top follows `: `, the next ones `.`; an index `[i]`."""
+    if len(path) == 1:
+        return str(path[0])
+    parent, key, in_list = path
+    where = _where(parent)
+    if in_list:
+        return f"{where}[{key}]"
+    return f"{where}{': ' if ': ' not in where else '.'}{key}"
 
 
 def validate_options(model: type[_Model], options: Mapping[str, Any]) -> _Model:
