@@ -70,23 +70,15 @@ class CountingStore:
         self.calls["count"] += 1
         return await self.inner.count(key, amount, now=now, ttl=ttl)
 
-    async def remember(
-        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
-    ) -> Membership:
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
         self.calls["remember"] += 1
-        return await self.inner.remember(key, member, now=now, ttl=ttl, limit=limit, by=by)
+        return await self.inner.remember(key, member, now=now, ttl=ttl, limit=limit)
 
     async def remember_all(
-        self,
-        key: str,
-        members: Sequence[tuple[str, float]],
-        *,
-        ttl: float,
-        limit: int,
-        by: Sequence[str | None] | None = None,
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
     ) -> list[Membership]:
         self.calls["remember_all"] += 1
-        return await self.inner.remember_all(key, members, ttl=ttl, limit=limit, by=by)
+        return await self.inner.remember_all(key, members, ttl=ttl, limit=limit)
 
     async def forget(self, key: str, member: str, *, expires_at: float) -> None:
         self.calls["forget"] += 1

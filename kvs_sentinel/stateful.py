@@ -150,8 +150,7 @@ class StatefulJudge:
         seen = [asking[position].observation for position in positions]
         key = f"{baseline_key(detector.id, seen[0].group)}/values"
         added = [(observation.value or "", observation.at) for observation in seen]
-        askers = [observation.event_id for observation in seen]
-        answers = await self.store.remember_all(key, added, ttl=rule.expiry, limit=rule.max_values, by=askers)
+        answers = await self.store.remember_all(key, added, ttl=rule.expiry, limit=rule.max_values)
         return _Remembered(key, added, answers, rule.expiry)
 
     async def _ask(
@@ -177,16 +176,22 @@ class StatefulJudge:
         # every key of the window lives at least until the window ends: `at` is inside it
         if rule.distinct is None:
             seen_key = f"{window}/seen/{seen.event_id}"
-            counted: bool | None = None  # None: the claim failed, perhaps after it was applied
             try:
                 counted = seen.event_id is None or await store.claim(seen_key, now=at, ttl=rule.window)
+            except StateError as exc:
+                # a claim whose answer was lost (a timeout) may have been applied: undone, or the retry
+                # would find the event counted when it was not; a claim refused outright (throttled) is
+                # left alone, for it may be an earlier delivery's, whose count was made
+                if exc.maybe_applied:
+                    with contextlib.suppress(StateError):
+                        await store.release(seen_key, expires_at=at + rule.window)
+                raise
+            try:
                 total = await store.count(f"{window}/count", 1 if counted else 0, now=at, ttl=rule.window)
             except StateError:
                 # not counted after all: undo the claim, or the retry of this message would skip the count
-                # (DynamoDB has no transaction around the two; SQLite's batch already undoes both). A
-                # claim that failed may have been applied with its answer lost (a timeout): undone too,
-                # as the release only undoes a claim with this event's expiry
-                if counted is not False and seen.event_id is not None:
+                # (DynamoDB has no transaction around the two; SQLite's batch already undoes both)
+                if counted and seen.event_id is not None:
                     with contextlib.suppress(StateError):
                         await store.release(seen_key, expires_at=at + rule.window)
                 raise
@@ -196,9 +201,7 @@ class StatefulJudge:
             assert seen.value is not None  # observe() gives a value to a distinct count
             distinct = f"{window}/distinct"
             cached = (detector, seen.group, seen.value)
-            added = await store.remember(
-                distinct, seen.value, now=at, ttl=rule.window, limit=rule.count, by=seen.event_id
-            )
+            added = await store.remember(distinct, seen.value, now=at, ttl=rule.window, limit=rule.count)
             total = added.size
             if added.new:
                 # only the value that makes the count is the one that alerts
@@ -236,7 +239,7 @@ class StatefulJudge:
             return await self._first_seen_of(detector, rule, seen, learnt, values)
         key = f"{baseline_key(detector, seen.group)}/values"
         values = await self.store.remember(
-            key, seen.value, now=seen.at, ttl=rule.expiry, limit=rule.max_values, by=seen.event_id
+            key, seen.value, now=seen.at, ttl=rule.expiry, limit=rule.max_values
         )
         try:
             return await self._first_seen_of(detector, rule, seen, learnt, values)

@@ -21,7 +21,7 @@ from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.state.registry import StoreUse, open_store
 from kvs_sentinel.state.sqlite import GROUP_COMMIT_SECONDS, SqliteStore
 from tests.aws_fixtures import aws_client, moto_server
-from tests.support.dynamodb_clients import AnswerLost, CountedRequests, adding
+from tests.support.dynamodb_clients import CountedRequests
 from tests.support.state_tables import TABLE, make_table, store
 
 __all__ = ["moto_server", "store"]
@@ -133,13 +133,9 @@ async def test_remember_all_says_what_remembering_one_by_one_says(store: StateSt
             now += draw.choice([0, 1, 30, 90])  # ttl 100: some members expire between rounds
             added.append((draw.choice("abcdefg"), now))
         limit = draw.choice([3, 5, 50])
-        askers = [draw.choice(["e1", "e2", "e3", None]) for _ in added]  # eventIDs: redeliveries too
-        together = await store.remember_all("all", added, ttl=100, limit=limit, by=askers)
-        one_by_one = [
-            await store.remember("each", m, now=at, ttl=100, limit=limit, by=asker)
-            for (m, at), asker in zip(added, askers, strict=True)
-        ]
-        assert together == one_by_one, f"round {round_}: {added} by {askers}"
+        together = await store.remember_all("all", added, ttl=100, limit=limit)
+        one_by_one = [await store.remember("each", m, now=at, ttl=100, limit=limit) for m, at in added]
+        assert together == one_by_one, f"round {round_}: {added}"
         assert await store.members("all", now=now) == await store.members("each", now=now)
 
 
@@ -278,92 +274,19 @@ async def test_a_dynamodb_remember_all_that_fails_midway_forgets_what_it_added(m
         await store.aclose()
 
 
-async def test_a_dynamodb_add_whose_answer_was_lost_is_new_again_to_the_event_that_made_it(
-    moto_server: str,
-) -> None:
+async def test_dynamodb_makes_room_in_a_full_set_of_a_thousand_expired_members(moto_server: str) -> None:
     await make_table()
     store = await open_store(f"dynamodb:{TABLE}")
-    assert isinstance(store, DynamoDbStore)
-    await store.remember("s", "a", now=NOW, ttl=60, limit=9, by="e0")
-    store.client = AnswerLost(store.client, adding, times=3)
     try:
-        for key in ("s", "t"):  # a set that exists; one this task has not met (made by a put)
-            with pytest.raises(StateError, match="ReadTimeoutError") as lost:
-                await store.remember(key, "b", now=NOW + 1, ttl=60, limit=9, by="e1")
-            assert lost.value.retryable
-        assert store.client.lost == 2
-        assert await store.remember("s", "b", now=NOW + 1, ttl=60, limit=9, by="e1") == Membership(
-            True, 2, False
-        )
-        assert await store.remember("t", "b", now=NOW + 1, ttl=60, limit=9, by="e1") == Membership(
+        many = [
+            (f"arn:aws:kinesisvideo:eu-west-1:111122223333:stream/cam-{n:04d}/1", NOW) for n in range(1000)
+        ]
+        await store.remember_all("viewer", many, ttl=60, limit=1000)
+        # all expired, none swept yet: one expression removing them all would pass DynamoDB's 4 KB
+        assert await store.remember("viewer", "new", now=NOW + 61, ttl=60, limit=1000) == Membership(
             True, 1, False
         )
-        # anyone else finds it known, and so does the retry of an event that only refreshed it
-        assert await store.remember("s", "b", now=NOW + 2, ttl=60, limit=9, by="e2") == Membership(
-            False, 2, False
-        )
-        assert await store.remember("s", "b", now=NOW + 2, ttl=60, limit=9, by="e2") == Membership(
-            False, 2, False
-        )
-        assert await store.remember("s", "a", now=NOW + 3, ttl=60, limit=9, by="e1") == Membership(
-            False, 2, False
-        )
-        with pytest.raises(StateError):  # a message's new values, added in one request
-            await store.remember_all("s", [("c", NOW + 4), ("d", NOW + 4)], ttl=60, limit=9, by=["e3", "e4"])
-        again = await store.remember_all(
-            "s", [("c", NOW + 4), ("d", NOW + 4)], ttl=60, limit=9, by=["e3", "e4"]
-        )
-        assert again == [Membership(True, 4, False), Membership(True, 4, False)]
-        # once it expired, the member is someone else's to add
-        assert await store.remember("s", "b", now=NOW + 100, ttl=60, limit=9, by="e5") == Membership(
-            True, 1, False
-        )
-        assert await store.remember("s", "b", now=NOW + 101, ttl=60, limit=9, by="e1") == Membership(
-            False, 1, False
-        )
-    finally:
-        await store.aclose()
-
-
-async def test_dynamodb_adds_or_refreshes_a_member_by_an_event_in_one_request_when_it_guesses_right(
-    moto_server: str,
-) -> None:
-    await make_table()
-    store = await open_store(f"dynamodb:{TABLE}")
-    assert isinstance(store, DynamoDbStore)
-    client = store.client = CountedRequests(store.client)
-    try:
-        assert await store.remember("s", "a", now=NOW, ttl=60, limit=9, by="e1") == Membership(True, 1, False)
-        assert await store.remember("s", "b", now=NOW, ttl=60, limit=9, by="e2") == Membership(True, 2, False)
-        assert await store.remember("s", "a", now=NOW + 1, ttl=60, limit=9, by="e3") == Membership(
-            False, 2, False
-        )
-        assert client.requests == ["put_item", "update_item", "update_item"]  # made, added, refreshed
-        other = await open_store(f"dynamodb:{TABLE}")  # a task that has met neither: it adds first
-        assert isinstance(other, DynamoDbStore)
-        counted = other.client = CountedRequests(other.client)
-        try:
-            assert await other.remember("s", "b", now=NOW + 2, ttl=60, limit=9, by="e4") == Membership(
-                False, 2, False
-            )
-            assert counted.requests == ["put_item", "update_item", "update_item"]
-        finally:
-            await other.aclose()
-    finally:
-        await store.aclose()
-
-
-async def test_dynamodb_forgets_who_added_the_members_it_removes(moto_server: str) -> None:
-    await make_table()
-    store = await open_store(f"dynamodb:{TABLE}")
-    try:
-        await store.remember_all("s", [("a", NOW), ("b", NOW)], ttl=10, limit=2, by=["e1", "e2"])
-        await store.remember("s", "c", now=NOW + 20, ttl=10, limit=2, by="e3")  # full: the expired go
-        await store.remember("s", "d", now=NOW + 20, ttl=10, limit=9, by="e4")
-        await store.forget("s", "d", expires_at=NOW + 30)
-        async with aws_client("dynamodb") as dynamodb:
-            item = (await dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "s"}}))["Item"]
-        assert sorted(item) == ["by:c", "expires_at", "members", "pk"]
+        assert await store.members("viewer", now=NOW + 62) == {"new"}
     finally:
         await store.aclose()
 

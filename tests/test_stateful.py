@@ -25,7 +25,7 @@ from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
 from kvs_sentinel.stats import RunStats
 from tests.aws_fixtures import moto_server
-from tests.support.dynamodb_clients import AnswerLost
+from tests.support.dynamodb_clients import AnswerLost, Refused
 from tests.support.state_tables import TABLE, make_table, store
 from tests.support.stateful_detectors import (
     DAY,
@@ -333,25 +333,17 @@ class AlertRecordFailsOnce(MemoryStore):
         self.failed = False
         self.remembered_together = 0
 
-    async def remember(
-        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
-    ) -> Membership:
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
         if "/alerted/" in key and not self.failed:
             self.failed = True
             raise StateError("dynamodb:t: update_item: ThrottlingException", retryable=True)
-        return await super().remember(key, member, now=now, ttl=ttl, limit=limit, by=by)
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
 
     async def remember_all(
-        self,
-        key: str,
-        members: Sequence[tuple[str, float]],
-        *,
-        ttl: float,
-        limit: int,
-        by: Sequence[str | None] | None = None,
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
     ) -> list[Membership]:
         self.remembered_together += 1
-        return await super().remember_all(key, members, ttl=ttl, limit=limit, by=by)
+        return await super().remember_all(key, members, ttl=ttl, limit=limit)
 
 
 @pytest.mark.parametrize("overlaps", [True, False])
@@ -379,52 +371,11 @@ class RememberAllFailsMidway(MemoryStore):
         super().__init__()
         self.failed = False
 
-    async def remember(
-        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
-    ) -> Membership:
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
         if key.endswith("/values") and member == "203.0.113.0/24" and not self.failed:
             self.failed = True
             raise StateError("dynamodb:t: update_item: ThrottlingException", retryable=True)
-        return await super().remember(key, member, now=now, ttl=ttl, limit=limit, by=by)
-
-
-def writing_value(value: str) -> Callable[[str, dict[str, Any]], bool]:
-    """A DynamoDB write of `value` into a baseline's values or a window's distinct values."""
-
-    def writes(operation: str, request: dict[str, Any]) -> bool:
-        key = (request.get("Key") or request.get("Item") or {}).get("pk", {}).get("S", "")
-        written = request.get("Item", {}).get("members", {}).get("M", {}).keys() | set(
-            request.get("ExpressionAttributeNames", {}).values()
-        )
-        updates = operation == "put_item" or request.get("UpdateExpression", "").startswith("SET")
-        return key.endswith(("/values", "/distinct")) and value in written and updates
-
-    return writes
-
-
-@pytest.mark.parametrize("rule", ["first_seen", "distinct threshold"])
-async def test_a_value_whose_dynamodb_add_lost_its_answer_alerts_when_its_message_is_retried(
-    tmp_path: Path, moto_server: str, rule: str
-) -> None:
-    """The write that adds the alerting value is applied, but its answer times out: the message is
-    retried, and the value, found in the store, must still be new to the event that added it."""
-    await make_table()
-    store = await open_store(f"dynamodb:{TABLE}")
-    assert isinstance(store, DynamoDbStore)
-    judged = Judged(load(tmp_path, NEW_NETWORK if rule == "first_seen" else MANY_NETWORKS), store)
-    try:
-        at = START + 2 * DAY  # after the first_seen group's learning; the threshold's hour starts here
-        learnt = [call(1, START), call(2, START + 1, ip="203.0.113.1")]  # first_seen: both known
-        assert await judged(*learnt, call(3, at), call(4, at + 1, ip="203.0.113.1")) == []
-        store.client = AnswerLost(store.client, writing_value("192.0.2.0/24"), times=1)
-        novel = call(5, at + 2, ip="192.0.2.1")  # a new network; the third within the hour
-        with pytest.raises(StateError, match="ReadTimeoutError"):
-            await judged(novel)
-        assert store.client.lost == 1
-        assert [alert.event_id for alert in await judged(novel)] == [novel["eventID"]]
-        assert await judged(call(6, at + 3, ip="192.0.2.1")) == []  # known now, to any other event
-    finally:
-        await store.aclose()
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
 
 
 def claiming(key_part: str) -> Callable[[str, dict[str, Any]], bool]:
@@ -447,11 +398,33 @@ async def test_an_event_whose_dynamodb_claim_lost_its_answer_is_counted_when_its
         assert await judged(*(call(n, START + n, error="AccessDenied") for n in (1, 2))) == []
         third = call(3, START + 3, error="AccessDenied")
         store.client = AnswerLost(store.client, claiming(f"/seen/{third['eventID']}"), times=1)
-        with pytest.raises(StateError, match="ReadTimeoutError"):
+        with pytest.raises(StateError, match="ReadTimeoutError") as lost:
             await judged(third)  # its claim, that it is counted, was applied; the count was not
+        assert lost.value.maybe_applied
         assert store.client.lost == 1
         assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
         assert await judged(call(4, START + 4, error="AccessDenied")) == []  # one alert per window
+    finally:
+        await store.aclose()
+
+
+async def test_a_redelivered_event_whose_dynamodb_claim_was_refused_is_not_counted_twice(
+    tmp_path: Path, moto_server: str
+) -> None:
+    await make_table()
+    store = await open_store(f"dynamodb:{TABLE}")
+    assert isinstance(store, DynamoDbStore)
+    judged = Judged(load(tmp_path, DENIED_BURST), store)
+    try:
+        first = call(1, START + 1, error="AccessDenied")
+        assert await judged(first) == []
+        store.client = Refused(store.client, claiming(f"/seen/{first['eventID']}"), times=1)
+        with pytest.raises(StateError, match="ThrottlingException") as refused:
+            await judged(first)  # redelivered: its claim is throttled, and must stay the first delivery's
+        assert not refused.value.maybe_applied
+        assert await judged(first) == []  # counted once: the threshold of 3 is not reached by two events
+        assert await judged(call(2, START + 2, error="AccessDenied")) == []
+        assert len(await judged(call(3, START + 3, error="AccessDenied"))) == 1
     finally:
         await store.aclose()
 
@@ -490,14 +463,12 @@ class WaitsForOtherGroup(MemoryStore):
         super().__init__()
         self.other_asked = asyncio.Event()
 
-    async def remember(
-        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
-    ) -> Membership:
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
         if OTHER in key:
             self.other_asked.set()
         else:
             await self.other_asked.wait()
-        return await super().remember(key, member, now=now, ttl=ttl, limit=limit, by=by)
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
 
 
 async def test_a_message_s_checks_of_different_groups_are_judged_concurrently(tmp_path: Path) -> None:

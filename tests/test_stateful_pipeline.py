@@ -94,13 +94,11 @@ class FailingAt(SqliteStore):
         self.calls = 0
         self.failing_call = failing_call
 
-    async def remember(
-        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
-    ) -> Membership:
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
         self.calls += 1
         if self.calls == self.failing_call:
             raise StateError("sqlite: database is locked", retryable=True)
-        return await super().remember(key, member, now=now, ttl=ttl, limit=limit, by=by)
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
 
 
 async def test_a_message_that_failed_halfway_is_judged_whole_when_retried(tmp_path: Path) -> None:

@@ -12,9 +12,6 @@ backend, so N tasks on one store decide as one task would:
   added, and say whether it was new (first-seen baselines, distinct counts); `remember_all` adds several
   in turn as one operation, one request on DynamoDB (a message's new values of one baseline); `forget`
   undoes a `remember` whose purpose failed (the new value's alert was not recorded: its retry alerts).
-  A write may be applied while its answer is lost (a DynamoDB request that timed out): `remember` takes
-  `by`, the eventID asking, and such a backend says `new` again to the `by` that added the member, so
-  the retry learns what the lost answer said instead of finding its own value known.
 
 Every operation takes `now`, epoch seconds on the caller's clock (event time, so that a replay of last
 month behaves as it did live), and nothing expired is ever returned, whether or not the backend has
@@ -46,11 +43,14 @@ class Unbatched:
 
 
 class StateError(Exception):
-    """The store failed. `retryable`: whether trying again may succeed (throttling, a network error)."""
+    """The store failed. `retryable`: whether trying again may succeed (throttling, a network error).
+    `maybe_applied`: the write may have been applied though its answer never came (a request that timed
+    out or lost its connection after it was sent), as opposed to refused or never sent."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, maybe_applied: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.maybe_applied = maybe_applied
 
 
 class Membership(NamedTuple):
@@ -87,30 +87,16 @@ class StateStore(Protocol):
         `now + ttl`. The new total."""
         ...
 
-    async def remember(
-        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
-    ) -> Membership:
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
         """Add `member` to the set `key` until `now + ttl` (a member already there is refreshed). A set
-        holding `limit` unexpired members takes no new one.
-
-        `by` (an eventID): who asks. A backend whose write can be applied while its answer is lost
-        (DynamoDB) keeps who added each member, and a member `by` added, still unexpired, is `new` to
-        `by` again: its retry is told what the lost answer said. Memory and SQLite answer every write
-        they apply (a failed SQLite batch is undone whole), and need not keep it."""
+        holding `limit` unexpired members takes no new one."""
         ...
 
     async def remember_all(
-        self,
-        key: str,
-        members: Sequence[tuple[str, float]],
-        *,
-        ttl: float,
-        limit: int,
-        by: Sequence[str | None] | None = None,
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
     ) -> list[Membership]:
-        """`remember(key, member, now=now, by=..., ...)` for each (member, now) in turn (`by`: each one's
-        asker, in the same order): the answers the calls one by one would give, from one atomic operation
-        where the backend has one (DynamoDB)."""
+        """`remember(key, member, now=now, ...)` for each (member, now) in turn: the answers the calls one
+        by one would give, from one atomic operation where the backend has one (DynamoDB)."""
         ...
 
     async def forget(self, key: str, member: str, *, expires_at: float) -> None:
@@ -131,21 +117,14 @@ class StateStore(Protocol):
 
 
 async def remember_in_turn(
-    store: StateStore,
-    key: str,
-    members: Sequence[tuple[str, float]],
-    *,
-    ttl: float,
-    limit: int,
-    by: Sequence[str | None] | None = None,
+    store: StateStore, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
 ) -> list[Membership]:
     """`remember_all` as calls one by one, in one batch (atomic for a backend whose batch is)."""
     answers: list[Membership] = []
-    askers = by if by is not None else [None] * len(members)
     async with store.batch():
         try:
-            for (member, now), asker in zip(members, askers, strict=True):
-                answers.append(await store.remember(key, member, now=now, ttl=ttl, limit=limit, by=asker))
+            for member, now in members:
+                answers.append(await store.remember(key, member, now=now, ttl=ttl, limit=limit))
         except BaseException:
             await forget_new(store, key, members[: len(answers)], answers, ttl=ttl)
             raise

@@ -10,14 +10,9 @@ itself. Atomicity comes from single conditional writes:
 - remember: the members are a map member → expiry, updated by one conditional UpdateItem that refuses a
   new member once the map is full; expired members are removed when the map fills up. A set this task
   has not met yet is first created by a conditional PutItem (if absent): most such sets are new.
-- remember `by` an eventID: who added each member is kept beside it (attribute `by:MEMBER`), so that a
-  retry whose earlier write was applied but never answered (a timeout) is told `new` again. Only an add
-  may set it, so a member is added on condition that it is not live and refreshed on condition that it
-  is, the likelier first (a refresh for a member this task has met, else an add): one request when the
-  guess is right, two when not.
 - remember_all: several members of one set in one UpdateItem (or one PutItem creating it), on condition
-  that the map has room for all of them (and, with `by`, that none is live: each is added); its old
-  value tells what each call one by one would have said. Otherwise the members go one by one.
+  that the map has room for all of them; its old value tells what each call one by one would have said.
+  Without room, the members go one by one.
 
 DynamoDB has no batched conditional write across items (BatchWriteItem takes no conditions, and a
 transaction of conditional writes fails whole when one condition fails): writes are batched by item.
@@ -42,7 +37,6 @@ _MEMBERS_PER_REQUEST = 50
 # Every attribute is named through an alias: some names (TOTAL, and perhaps others) are reserved words.
 _NAMES = {"#pk": "pk", "#expires": "expires_at", "#total": "total", "#members": "members"}
 _ALIAS = re.compile(r"#\w+")
-_BY = "by:"  # the attribute `by:MEMBER` holds the eventID that added MEMBER
 
 
 class DynamoDbStore:
@@ -53,17 +47,11 @@ class DynamoDbStore:
         self.table = table
         self.sets_known = sets_known
         self._sets: set[str] = set()  # keys of sets this task created or found: updated, not created
-        self._members: set[tuple[str, str]] = set()  # (set, member) this task remembered `by` someone
 
     def _met(self, key: str) -> None:
         if len(self._sets) >= self.sets_known:
             self._sets.clear()  # simplest bound: a set forgotten costs one create that fails
         self._sets.add(key)
-
-    def _meet_member(self, key: str, member: str) -> None:
-        if len(self._members) >= self.sets_known:
-            self._members.clear()  # simplest bound: a member forgotten costs one add that fails
-        self._members.add((key, member))
 
     async def claim(self, key: str, *, now: float, ttl: float) -> bool:
         try:
@@ -128,201 +116,95 @@ class DynamoDbStore:
                 continue
         raise StateError(f"dynamodb:{self.table}: counter {key!r} kept changing under us", retryable=True)
 
-    async def remember(
-        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
-    ) -> Membership:
-        adders = {} if by is None else {member: by}
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
         if key not in self._sets:
             # a set this task never met is most likely new (a new window, group or alert record):
             # creating it first is one request where the update that fails, the read and the put are three
-            if await self._create_set_of(key, {member: now + ttl}, now + ttl, adders):
+            if await self._create_set(key, member, now + ttl):
                 self._met(key)
                 return Membership(True, 1, False)
             self._met(key)  # it exists: from now on, update first
         for _ in range(_ATTEMPTS):
-            answer = await (
-                self._remember_in_one_request(key, member, now, ttl, limit)
-                if by is None
-                else self._remember_as(by, key, member, now, ttl, limit)
-            )
-            if answer is not None:
-                return answer
+            try:
+                answer = await self._call(
+                    "update_item",
+                    Key={"pk": {"S": key}},
+                    UpdateExpression="SET #members.#m = :expires, #expires = :expires",
+                    ConditionExpression="attribute_exists(#members) AND "
+                    "(attribute_exists(#members.#m) OR size(#members) < :limit)",
+                    ExpressionAttributeNames={"#m": member},
+                    ExpressionAttributeValues={":expires": _n(now + ttl), ":limit": _n(limit)},
+                    ReturnValues="ALL_OLD",
+                )
+                before = _unexpired(answer.get("Attributes", {}), now)
+                new = member not in before
+                return Membership(new, len(before) + new, False)
+            except _ConditionFailed:
+                pass
             item = await self._get(key)
             if item is None or "members" not in item:
-                if await self._create_set_of(key, {member: now + ttl}, now + ttl, adders):
+                if await self._create_set(key, member, now + ttl):
                     return Membership(True, 1, False)
                 continue  # another task created it first
-            if member in _unexpired(item, now):
-                continue  # another task added it since: it is refreshed now
             stale = [name for name, value in item["members"]["M"].items() if float(value["N"]) <= now]
             if not stale:
                 return Membership(False, len(item["members"]["M"]), True)
             await self._forget(key, stale)
         raise StateError(f"dynamodb:{self.table}: set {key!r} kept changing under us", retryable=True)
 
-    async def _remember_in_one_request(
-        self, key: str, member: str, now: float, ttl: float, limit: int
-    ) -> Membership | None:
-        """Refresh or add `member` in one request; None when the set is missing or full."""
-        try:
-            answer = await self._call(
-                "update_item",
-                Key={"pk": {"S": key}},
-                UpdateExpression="SET #members.#m = :expires, #expires = :expires",
-                ConditionExpression="attribute_exists(#members) AND "
-                "(attribute_exists(#members.#m) OR size(#members) < :limit)",
-                ExpressionAttributeNames={"#m": member},
-                ExpressionAttributeValues={":expires": _n(now + ttl), ":limit": _n(limit)},
-                ReturnValues="ALL_OLD",
-            )
-        except _ConditionFailed:
-            return None
-        before = _unexpired(answer.get("Attributes", {}), now)
-        new = member not in before
-        return Membership(new, len(before) + new, False)
-
-    async def _remember_as(
-        self, by: str, key: str, member: str, now: float, ttl: float, limit: int
-    ) -> Membership | None:
-        """Refresh `member` if it is live, else add it as `by`'s: two conditional writes, the likelier
-        first (a refresh for a member this task has met, else an add). None when the set is missing or
-        full, or another task added the member between the two."""
-        met = (key, member) in self._members
-        self._meet_member(key, member)
-        first, second = (self._refresh, self._add_as) if met else (self._add_as, self._refresh)
-        answer = await first(by, key, member, now, ttl, limit)
-        return answer if answer is not None else await second(by, key, member, now, ttl, limit)
-
-    async def _refresh(
-        self, by: str, key: str, member: str, now: float, ttl: float, limit: int
-    ) -> Membership | None:
-        try:
-            answer = await self._call(
-                "update_item",
-                Key={"pk": {"S": key}},
-                UpdateExpression="SET #members.#m = :expires, #expires = :expires",
-                ConditionExpression="#members.#m > :now",
-                ExpressionAttributeNames={"#m": member},
-                ExpressionAttributeValues={":expires": _n(now + ttl), ":now": _n(now)},
-                ReturnValues="ALL_OLD",
-            )
-        except _ConditionFailed:
-            return None
-        old = answer.get("Attributes", {})
-        again = old.get(_BY + member, {}).get("S") == by  # its add was ours: that answer was lost
-        return Membership(again, len(_unexpired(old, now)), False)
-
-    async def _add_as(
-        self, by: str, key: str, member: str, now: float, ttl: float, limit: int
-    ) -> Membership | None:
-        try:
-            answer = await self._call(
-                "update_item",
-                Key={"pk": {"S": key}},
-                UpdateExpression="SET #members.#m = :expires, #expires = :expires, #by = :by",
-                ConditionExpression="attribute_exists(#members) AND "
-                "(attribute_not_exists(#members.#m) OR #members.#m <= :now) AND "
-                "(attribute_exists(#members.#m) OR size(#members) < :limit)",
-                ExpressionAttributeNames={"#m": member, "#by": _BY + member},
-                ExpressionAttributeValues={
-                    ":expires": _n(now + ttl),
-                    ":now": _n(now),
-                    ":limit": _n(limit),
-                    ":by": {"S": by},
-                },
-                ReturnValues="ALL_OLD",
-            )
-        except _ConditionFailed:
-            return None
-        return Membership(True, len(_unexpired(answer.get("Attributes", {}), now)) + 1, False)
-
     async def remember_all(
-        self,
-        key: str,
-        members: Sequence[tuple[str, float]],
-        *,
-        ttl: float,
-        limit: int,
-        by: Sequence[str | None] | None = None,
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
     ) -> list[Membership]:
-        askers: list[str | None] = list(by) if by is not None else [None] * len(members)
         answers: list[Membership] = []
         try:
             for start in range(0, len(members), _MEMBERS_PER_REQUEST):
-                end = start + _MEMBERS_PER_REQUEST
-                answers += await self._remember_part(
-                    key, members[start:end], askers[start:end], ttl=ttl, limit=limit
-                )
+                part = members[start : start + _MEMBERS_PER_REQUEST]
+                answers += await self._remember_part(key, part, ttl=ttl, limit=limit)
         except BaseException:  # the parts written were not judged: a retry must find their values new
             await forget_new(self, key, members, answers, ttl=ttl)
             raise
         return answers
 
     async def _remember_part(
-        self,
-        key: str,
-        members: Sequence[tuple[str, float]],
-        askers: list[str | None],
-        *,
-        ttl: float,
-        limit: int,
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
     ) -> list[Membership]:
         expiries = {member: round(now + ttl, 3) for member, now in members}  # the last call's holds
         if len(members) < 2 or len(expiries) > limit:
-            return await remember_in_turn(self, key, members, ttl=ttl, limit=limit, by=askers)
-        adders = _adders_of(members, askers, ttl)
+            return await remember_in_turn(self, key, members, ttl=ttl, limit=limit)
         latest = members[-1][1] + ttl  # the item's expiry, as the last call would set it
         if key not in self._sets:
-            created = await self._create_set_of(key, expiries, latest, adders)
+            created = await self._create_set_of(key, expiries, latest)
             self._met(key)
             if created:
-                return _in_turn({}, {}, members, askers, ttl)
+                return _in_turn({}, members, ttl)
         names = {f"#m{n}": member for n, member in enumerate(expiries)}
         values = {f":e{n}": _n(expires) for n, expires in enumerate(expiries.values())}
-        # room for every one of them, as if all were new: else one by one, which knows better
-        condition = "attribute_exists(#members) AND size(#members) <= :room"
-        update = ", ".join(f"#members.#m{n} = :e{n}" for n in range(len(names)))
-        if adders:  # each is added, not refreshed, or who added it would be wrong: else one by one
-            first_asked: dict[str, float] = {}
-            for member, now in members:
-                first_asked.setdefault(member, now)
-            for n, member in enumerate(expiries):
-                values[f":now{n}"] = _n(first_asked[member])
-                condition += f" AND (attribute_not_exists(#members.#m{n}) OR #members.#m{n} <= :now{n})"
-            for n, (member, asker) in enumerate(adders.items()):
-                names[f"#by{n}"] = _BY + member
-                values[f":by{n}"] = {"S": asker}
-                update += f", #by{n} = :by{n}"
         try:
             answer = await self._call(
                 "update_item",
                 Key={"pk": {"S": key}},
-                UpdateExpression=f"SET {update}, #expires = :expires",
-                ConditionExpression=condition,
+                UpdateExpression="SET "
+                + ", ".join(f"#members.#m{n} = :e{n}" for n in range(len(names)))
+                + ", #expires = :expires",
+                # room for every one of them, as if all were new: else one by one, which knows better
+                ConditionExpression="attribute_exists(#members) AND size(#members) <= :room",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues={
-                    **values,
-                    ":expires": _n(latest),
-                    ":room": _n(limit - len(expiries)),
-                },
+                ExpressionAttributeValues={**values, ":expires": _n(latest), ":room": _n(limit - len(names))},
                 ReturnValues="ALL_OLD",
             )
         except _ConditionFailed:
-            return await remember_in_turn(self, key, members, ttl=ttl, limit=limit, by=askers)
-        for member in adders:
-            self._meet_member(key, member)
-        old = answer.get("Attributes", {})
-        held = {name: float(value["N"]) for name, value in old.get("members", {}).get("M", {}).items()}
-        return _in_turn(held, _adders(old), members, askers, ttl)
+            return await remember_in_turn(self, key, members, ttl=ttl, limit=limit)
+        old = answer.get("Attributes", {}).get("members", {}).get("M", {})
+        return _in_turn({name: float(value["N"]) for name, value in old.items()}, members, ttl)
 
     async def forget(self, key: str, member: str, *, expires_at: float) -> None:
         with contextlib.suppress(_ConditionFailed):  # remembered again since, or gone: not ours to undo
             await self._call(
                 "update_item",
                 Key={"pk": {"S": key}},
-                UpdateExpression="REMOVE #members.#m, #by",
+                UpdateExpression="REMOVE #members.#m",
                 ConditionExpression="#members.#m = :ours",
-                ExpressionAttributeNames={"#m": member, "#by": _BY + member},
+                ExpressionAttributeNames={"#m": member},
                 ExpressionAttributeValues={":ours": _n(expires_at)},
             )
 
@@ -336,9 +218,10 @@ class DynamoDbStore:
     async def aclose(self) -> None:
         await self.client.__aexit__(None, None, None)
 
-    async def _create_set_of(
-        self, key: str, members: dict[str, float], expires: float, adders: dict[str, str]
-    ) -> bool:
+    async def _create_set(self, key: str, member: str, expires: float) -> bool:
+        return await self._create_set_of(key, {member: expires}, expires)
+
+    async def _create_set_of(self, key: str, members: dict[str, float], expires: float) -> bool:
         try:
             await self._call(
                 "put_item",
@@ -346,26 +229,24 @@ class DynamoDbStore:
                     "pk": {"S": key},
                     "members": {"M": {member: _n(until) for member, until in members.items()}},
                     "expires_at": _n(expires),
-                    **{_BY + member: {"S": asker} for member, asker in adders.items()},
                 },
                 ConditionExpression="attribute_not_exists(#pk) OR attribute_not_exists(#members)",
             )
         except _ConditionFailed:
             return False
-        for member in adders:
-            self._meet_member(key, member)
         return True
 
     async def _forget(self, key: str, stale: list[str]) -> None:
-        names = {f"#s{i}": name for i, name in enumerate(stale)}
-        adders = {f"#b{i}": _BY + name for i, name in enumerate(stale)}  # absent ones are no error
-        removed = [f"#members.{alias}" for alias in names] + list(adders)
-        await self._call(
-            "update_item",
-            Key={"pk": {"S": key}},
-            UpdateExpression="REMOVE " + ", ".join(removed),
-            ExpressionAttributeNames={**names, **adders},
-        )
+        # an expression is at most 4 KB, ~17 bytes per member removed: a full set of 1,000 expired
+        # members is removed in parts
+        for start in range(0, len(stale), _MEMBERS_PER_REQUEST):
+            names = {f"#s{i}": name for i, name in enumerate(stale[start : start + _MEMBERS_PER_REQUEST])}
+            await self._call(
+                "update_item",
+                Key={"pk": {"S": key}},
+                UpdateExpression="REMOVE " + ", ".join(f"#members.{alias}" for alias in names),
+                ExpressionAttributeNames=names,
+            )
 
     async def _get(self, key: str) -> dict[str, Any] | None:
         answer = await self._call("get_item", Key={"pk": {"S": key}}, ConsistentRead=True)
@@ -394,13 +275,28 @@ class DynamoDbStore:
                 raise
             retryable = failure.retryable or any(code in failure.text for code in _ALSO_TRANSIENT)
             text = f"dynamodb:{self.table}: {operation}: {failure.text[:300]}"
-            raise StateError(text, retryable=retryable) from None
+            raise StateError(text, retryable=retryable, maybe_applied=_maybe_applied(exc)) from None
         return answer
 
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 # DynamoDB's own words for "later", beside those aws.classify knows for every service
 _ALSO_TRANSIENT = ("ProvisionedThroughputExceededException", "InternalServerError", "TransactionConflict")
+
+
+def _maybe_applied(exc: Exception) -> bool:
+    """Whether the request may have reached DynamoDB and been applied: it was sent and no answer came
+    (a read timeout, a connection closed). An error answer, or a request never sent, applied nothing."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ParamValidationError,
+    )
+
+    never_sent = (ConnectTimeoutError, EndpointConnectionError, NoCredentialsError, ParamValidationError)
+    return not isinstance(exc, (ClientError, *never_sent))
 
 
 class _ConditionFailed(Exception):
@@ -411,45 +307,16 @@ def _n(value: float) -> dict[str, str]:
     return {"N": repr(round(value, 3))}
 
 
-def _in_turn(
-    old: dict[str, float],
-    old_adders: dict[str, str],
-    members: Sequence[tuple[str, float]],
-    askers: Sequence[str | None],
-    ttl: float,
-) -> list[Membership]:
-    """What `remember` one by one says for each (member, now) asked by its asker, starting from the
-    members `old` held and who added them."""
+def _in_turn(old: dict[str, float], members: Sequence[tuple[str, float]], ttl: float) -> list[Membership]:
+    """What `remember` one by one says for each (member, now), starting from the members `old` held."""
     held = dict(old)
-    adders = dict(old_adders)
     answers = []
-    for (member, now), asker in zip(members, askers, strict=True):
+    for member, now in members:
         live = sum(expires > now for expires in held.values())
         new = held.get(member, now) <= now
-        if new and asker is not None:
-            adders[member] = asker
-        again = not new and asker is not None and adders.get(member) == asker
-        answers.append(Membership(new or again, live + new, False))
+        answers.append(Membership(new, live + new, False))
         held[member] = round(now + ttl, 3)
     return answers
-
-
-def _adders_of(
-    members: Sequence[tuple[str, float]], askers: Sequence[str | None], ttl: float
-) -> dict[str, str]:
-    """Who adds each member, when none is live before the first asks: the last asker that finds it
-    absent or expired (an asker without an eventID adds as nobody, and leaves what was there)."""
-    held: dict[str, float] = {}
-    adders: dict[str, str] = {}
-    for (member, now), asker in zip(members, askers, strict=True):
-        if held.get(member, now) <= now and asker is not None:
-            adders[member] = asker
-        held[member] = round(now + ttl, 3)
-    return adders
-
-
-def _adders(item: dict[str, Any]) -> dict[str, str]:
-    return {name[len(_BY) :]: value["S"] for name, value in item.items() if name.startswith(_BY)}
 
 
 def _unexpired(item: dict[str, Any], now: float) -> dict[str, float]:

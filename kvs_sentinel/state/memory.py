@@ -62,9 +62,7 @@ class MemoryStore:
         _bound(self._counters, self.max_keys)
         return total
 
-    async def remember(
-        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
-    ) -> Membership:
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
         kept = self._sets.get(key)
         if kept is None:
             kept = self._sets[key] = _Set()
@@ -84,15 +82,9 @@ class MemoryStore:
         return Membership(True, len(found), False)
 
     async def remember_all(
-        self,
-        key: str,
-        members: Sequence[tuple[str, float]],
-        *,
-        ttl: float,
-        limit: int,
-        by: Sequence[str | None] | None = None,
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
     ) -> list[Membership]:
-        return await remember_in_turn(self, key, members, ttl=ttl, limit=limit, by=by)
+        return await remember_in_turn(self, key, members, ttl=ttl, limit=limit)
 
     async def forget(self, key: str, member: str, *, expires_at: float) -> None:
         kept = self._sets.get(key)

@@ -108,9 +108,7 @@ class SqliteStore:
         ).fetchone()
         return int(row[0])
 
-    async def remember(
-        self, key: str, member: str, *, now: float, ttl: float, limit: int, by: str | None = None
-    ) -> Membership:
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
         self._tick(now)
         if self._batched:
             return self._remember(key, member, now, ttl, limit)
@@ -205,15 +203,9 @@ class SqliteStore:
             raise
 
     async def remember_all(
-        self,
-        key: str,
-        members: Sequence[tuple[str, float]],
-        *,
-        ttl: float,
-        limit: int,
-        by: Sequence[str | None] | None = None,
+        self, key: str, members: Sequence[tuple[str, float]], *, ttl: float, limit: int
     ) -> list[Membership]:
-        return await remember_in_turn(self, key, members, ttl=ttl, limit=limit, by=by)
+        return await remember_in_turn(self, key, members, ttl=ttl, limit=limit)
 
     async def forget(self, key: str, member: str, *, expires_at: float) -> None:
         async with self.batch():

@@ -47,7 +47,25 @@ class AnswerLost(CountedRequests):
         return answer_lost
 
 
-def adding(operation: str, request: dict[str, Any]) -> bool:
-    """A request that adds a member as someone's: a set made, or a member added to one."""
-    update = request.get("UpdateExpression", "")
-    return operation == "put_item" or (update.startswith("SET") and "#by" in update)
+class Refused(CountedRequests):
+    """The DynamoDB client, throttling the requests `refuse` picks (each applied nothing), `times` times."""
+
+    def __init__(self, inner: Any, refuse: Callable[[str, dict[str, Any]], bool], times: int) -> None:
+        super().__init__(inner)
+        self.refuse = refuse
+        self.times = times
+        self.refused = 0
+
+    def __getattr__(self, operation: str) -> Any:
+        method = super().__getattr__(operation)
+
+        async def refused(**request: Any) -> Any:
+            if self.refused < self.times and self.refuse(operation, request):
+                from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+                self.refused += 1
+                error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+                raise ClientError(error, operation)
+            return await method(**request)
+
+        return refused
