@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -387,46 +387,46 @@ def claiming(key_part: str) -> Callable[[str, dict[str, Any]], bool]:
     return claims
 
 
-async def test_an_event_whose_dynamodb_claim_lost_its_answer_is_counted_when_its_message_is_retried(
-    tmp_path: Path, moto_server: str
-) -> None:
+@pytest.fixture
+async def burst_on_dynamodb(tmp_path: Path, moto_server: str) -> AsyncIterator[tuple[DynamoDbStore, Judged]]:
+    """The denied-burst detector (3 within 10 minutes) judged on a DynamoDB table of the moto server."""
     await make_table()
     store = await open_store(f"dynamodb:{TABLE}")
     assert isinstance(store, DynamoDbStore)
-    judged = Judged(load(tmp_path, DENIED_BURST), store)
     try:
-        assert await judged(*(call(n, START + n, error="AccessDenied") for n in (1, 2))) == []
-        third = call(3, START + 3, error="AccessDenied")
-        store.client = AnswerLost(store.client, claiming(f"/seen/{third['eventID']}"), times=1)
-        with pytest.raises(StateError, match="ReadTimeoutError") as lost:
-            await judged(third)  # its claim, that it is counted, was applied; the count was not
-        assert lost.value.maybe_applied
-        assert store.client.lost == 1
-        assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
-        assert await judged(call(4, START + 4, error="AccessDenied")) == []  # one alert per window
+        yield store, Judged(load(tmp_path, DENIED_BURST), store)
     finally:
         await store.aclose()
+
+
+async def test_an_event_whose_dynamodb_claim_lost_its_answer_is_counted_when_its_message_is_retried(
+    burst_on_dynamodb: tuple[DynamoDbStore, Judged],
+) -> None:
+    store, judged = burst_on_dynamodb
+    assert await judged(*(call(n, START + n, error="AccessDenied") for n in (1, 2))) == []
+    third = call(3, START + 3, error="AccessDenied")
+    store.client = lossy = AnswerLost(store.client, claiming(f"/seen/{third['eventID']}"), times=1)
+    with pytest.raises(StateError, match="ReadTimeoutError") as lost:
+        await judged(third)  # its claim, that it is counted, was applied; the count was not
+    assert lost.value.maybe_applied
+    assert lossy.lost == 1
+    assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
+    assert await judged(call(4, START + 4, error="AccessDenied")) == []  # one alert per window
 
 
 async def test_a_redelivered_event_whose_dynamodb_claim_was_refused_is_not_counted_twice(
-    tmp_path: Path, moto_server: str
+    burst_on_dynamodb: tuple[DynamoDbStore, Judged],
 ) -> None:
-    await make_table()
-    store = await open_store(f"dynamodb:{TABLE}")
-    assert isinstance(store, DynamoDbStore)
-    judged = Judged(load(tmp_path, DENIED_BURST), store)
-    try:
-        first = call(1, START + 1, error="AccessDenied")
-        assert await judged(first) == []
-        store.client = Refused(store.client, claiming(f"/seen/{first['eventID']}"), times=1)
-        with pytest.raises(StateError, match="ThrottlingException") as refused:
-            await judged(first)  # redelivered: its claim is throttled, and must stay the first delivery's
-        assert not refused.value.maybe_applied
-        assert await judged(first) == []  # counted once: the threshold of 3 is not reached by two events
-        assert await judged(call(2, START + 2, error="AccessDenied")) == []
-        assert len(await judged(call(3, START + 3, error="AccessDenied"))) == 1
-    finally:
-        await store.aclose()
+    store, judged = burst_on_dynamodb
+    first = call(1, START + 1, error="AccessDenied")
+    assert await judged(first) == []
+    store.client = Refused(store.client, claiming(f"/seen/{first['eventID']}"), times=1)
+    with pytest.raises(StateError, match="ThrottlingException") as refused:
+        await judged(first)  # redelivered: its claim is throttled, and must stay the first delivery's
+    assert not refused.value.maybe_applied
+    assert await judged(first) == []  # counted once: the threshold of 3 is not reached by two events
+    assert await judged(call(2, START + 2, error="AccessDenied")) == []
+    assert len(await judged(call(3, START + 3, error="AccessDenied"))) == 1
 
 
 async def test_values_a_failed_remember_all_stored_alert_when_their_message_is_retried(
