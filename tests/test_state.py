@@ -11,7 +11,6 @@ import contextlib
 import random
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,7 +20,7 @@ from kvs_sentinel.state.memory import MemoryStore
 from kvs_sentinel.state.registry import StoreUse, open_store
 from kvs_sentinel.state.sqlite import GROUP_COMMIT_SECONDS, SqliteStore
 from tests.aws_fixtures import aws_client, moto_server
-from tests.support.dynamodb_clients import CountedRequests
+from tests.support.dynamodb_clients import CountedRequests, Failing, nth
 from tests.support.state_tables import TABLE, make_table, store
 
 __all__ = ["moto_server", "store"]
@@ -238,32 +237,13 @@ async def test_dynamodb_remembers_a_message_s_values_of_one_set_in_one_request(m
         await store.aclose()
 
 
-class ThrottledAfter(CountedRequests):
-    """The DynamoDB client, throttling the one update_item that follows the first `allowed` of them."""
-
-    def __init__(self, inner: Any, allowed: int) -> None:
-        super().__init__(inner)
-        self.allowed = allowed
-
-    def __getattr__(self, operation: str) -> Any:
-        method = super().__getattr__(operation)
-        if operation == "update_item" and self.requests.count("update_item") == self.allowed + 1:
-            from botocore.exceptions import ClientError  # type: ignore[import-untyped]
-
-            async def throttled(**request: Any) -> Any:
-                error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
-                raise ClientError(error, "UpdateItem")
-
-            return throttled
-        return method
-
-
 async def test_a_dynamodb_remember_all_that_fails_midway_forgets_what_it_added(moto_server: str) -> None:
     await make_table()
     store = await open_store(f"dynamodb:{TABLE}")
     assert isinstance(store, DynamoDbStore)
     await store.remember("viewer", "known", now=NOW, ttl=60, limit=1000)
-    store.client = ThrottledAfter(store.client, allowed=1)  # the first part's update, not the second's
+    # the second part's update is throttled, not the first's
+    store.client = Failing(store.client, nth("update_item", 2), applied=False)
     many = [(f"stream-{n:04d}", NOW + 1) for n in range(80)] + [("known", NOW + 1)]
     try:
         with pytest.raises(StateError, match="ThrottlingException"):

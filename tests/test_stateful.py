@@ -25,7 +25,7 @@ from kvs_sentinel.state.registry import open_store
 from kvs_sentinel.state.sqlite import SqliteStore
 from kvs_sentinel.stats import RunStats
 from tests.aws_fixtures import moto_server
-from tests.support.dynamodb_clients import AnswerLost, Refused
+from tests.support.dynamodb_clients import Failing
 from tests.support.state_tables import TABLE, make_table, store
 from tests.support.stateful_detectors import (
     DAY,
@@ -405,11 +405,11 @@ async def test_an_event_whose_dynamodb_claim_lost_its_answer_is_counted_when_its
     store, judged = burst_on_dynamodb
     assert await judged(*(call(n, START + n, error="AccessDenied") for n in (1, 2))) == []
     third = call(3, START + 3, error="AccessDenied")
-    store.client = lossy = AnswerLost(store.client, claiming(f"/seen/{third['eventID']}"), times=1)
+    store.client = lossy = Failing(store.client, claiming(f"/seen/{third['eventID']}"), applied=True)
     with pytest.raises(StateError, match="ReadTimeoutError") as lost:
         await judged(third)  # its claim, that it is counted, was applied; the count was not
     assert lost.value.maybe_applied
-    assert lossy.lost == 1
+    assert lossy.failed == 1
     assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
     assert await judged(call(4, START + 4, error="AccessDenied")) == []  # one alert per window
 
@@ -420,7 +420,7 @@ async def test_a_redelivered_event_whose_dynamodb_claim_was_refused_is_not_count
     store, judged = burst_on_dynamodb
     first = call(1, START + 1, error="AccessDenied")
     assert await judged(first) == []
-    store.client = Refused(store.client, claiming(f"/seen/{first['eventID']}"), times=1)
+    store.client = Failing(store.client, claiming(f"/seen/{first['eventID']}"), applied=False)
     with pytest.raises(StateError, match="ThrottlingException") as refused:
         await judged(first)  # redelivered: its claim is throttled, and must stay the first delivery's
     assert not refused.value.maybe_applied

@@ -22,50 +22,48 @@ class CountedRequests:
         await self.inner.__aexit__(*exc_info)
 
 
-class AnswerLost(CountedRequests):
-    """The DynamoDB client, losing the answer of the requests `lose` picks: each is applied, then the
-    call times out, as a request does whose response never came back."""
+Pick = Callable[[str, dict[str, Any]], bool]  # (operation, request): whether this request fails
 
-    def __init__(self, inner: Any, lose: Callable[[str, dict[str, Any]], bool], times: int) -> None:
+
+class Failing(CountedRequests):
+    """The DynamoDB client, failing the first `times` requests `pick` picks as DynamoDB can: refused
+    (throttled: nothing applied), or, with `applied`, applied and then timed out, as a request does whose
+    answer never came back. `failed` counts them."""
+
+    def __init__(self, inner: Any, pick: Pick, *, times: int = 1, applied: bool) -> None:
         super().__init__(inner)
-        self.lose = lose
+        self.pick = pick
         self.times = times
-        self.lost = 0
+        self.applied = applied
+        self.failed = 0
 
     def __getattr__(self, operation: str) -> Any:
         method = super().__getattr__(operation)
 
-        async def answer_lost(**request: Any) -> Any:
-            answer = await method(**request)
-            if self.lost < self.times and self.lose(operation, request):
-                from botocore.exceptions import ReadTimeoutError  # type: ignore[import-untyped]
+        async def failing(**request: Any) -> Any:
+            from botocore.exceptions import ClientError, ReadTimeoutError  # type: ignore[import-untyped]
 
-                self.lost += 1
+            fails = self.failed < self.times and self.pick(operation, request)
+            if fails and not self.applied:
+                self.failed += 1
+                error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+                raise ClientError(error, operation)
+            answer = await method(**request)
+            if fails:
+                self.failed += 1
                 raise ReadTimeoutError(endpoint_url="http://dynamodb")
             return answer
 
-        return answer_lost
+        return failing
 
 
-class Refused(CountedRequests):
-    """The DynamoDB client, throttling the requests `refuse` picks (each applied nothing), `times` times."""
+def nth(operation: str, n: int) -> Pick:
+    """The `n`th request of `operation` (counting from 1)."""
+    seen = 0
 
-    def __init__(self, inner: Any, refuse: Callable[[str, dict[str, Any]], bool], times: int) -> None:
-        super().__init__(inner)
-        self.refuse = refuse
-        self.times = times
-        self.refused = 0
+    def picks(asked: str, request: dict[str, Any]) -> bool:
+        nonlocal seen
+        seen += asked == operation
+        return asked == operation and seen == n
 
-    def __getattr__(self, operation: str) -> Any:
-        method = super().__getattr__(operation)
-
-        async def refused(**request: Any) -> Any:
-            if self.refused < self.times and self.refuse(operation, request):
-                from botocore.exceptions import ClientError  # type: ignore[import-untyped]
-
-                self.refused += 1
-                error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
-                raise ClientError(error, operation)
-            return await method(**request)
-
-        return refused
+    return picks
