@@ -176,22 +176,17 @@ class StatefulJudge:
         # every key of the window lives at least until the window ends: `at` is inside it
         if rule.distinct is None:
             seen_key = f"{window}/seen/{seen.event_id}"
+            counted: bool | None = None  # None: the claim failed
             try:
                 counted = seen.event_id is None or await store.claim(seen_key, now=at, ttl=rule.window)
-            except StateError as exc:
-                # a claim whose answer was lost (a timeout) may have been applied: undone, or the retry
-                # would find the event counted when it was not; a claim refused outright (throttled) is
-                # left alone, for it may be an earlier delivery's, whose count was made
-                if exc.maybe_applied:
-                    with contextlib.suppress(StateError):
-                        await store.release(seen_key, expires_at=at + rule.window)
-                raise
-            try:
                 total = await store.count(f"{window}/count", 1 if counted else 0, now=at, ttl=rule.window)
-            except StateError:
+            except StateError as exc:
                 # not counted after all: undo the claim, or the retry of this message would skip the count
-                # (DynamoDB has no transaction around the two; SQLite's batch already undoes both)
-                if counted and seen.event_id is not None:
+                # (DynamoDB has no transaction around the two; SQLite's batch already undoes both). So
+                # too a claim whose answer was lost (a timeout): it may have been applied. A claim
+                # refused outright (throttled) is left alone: it may be an earlier delivery's, counted.
+                ours = counted if counted is not None else exc.maybe_applied
+                if ours and seen.event_id is not None:
                     with contextlib.suppress(StateError):
                         await store.release(seen_key, expires_at=at + rule.window)
                 raise
