@@ -84,7 +84,7 @@ async def test_eventbridge_and_sns_events_are_alerted_the_queue_drains_and_sigte
         await sns.publish(TopicArn=topic, Message=json.dumps(eventbridge(3)))  # EventBridge → SNS → SQS
         await sns.publish(TopicArn=raw_topic, Message=json.dumps(media_read(4)))  # raw delivery
     expected = {event_id(n) for n in (1, 2, 3, 4)}
-    await wait_until(lambda: len(alerts_in(out)) >= 4 * DETECTORS_PER_EVENT, 20, "8 alerts")
+    await wait_until(lambda: len(alerts_in(out, live=True)) >= 4 * DETECTORS_PER_EVENT, 20, "8 alerts")
     await wait_until(lambda: drained(url), 10, "the queue to drain")
     found = alerts_in(out)
     assert {event for _, event in found} == expected
@@ -311,7 +311,7 @@ async def test_two_tasks_on_one_queue_share_the_messages_and_alert_each_event_on
     await send(url, *(eventbridge(n) for n in events))
 
     async def all_alerted() -> bool:
-        return len([a for out in outputs for a in alerts_in(out)]) >= 2 * len(events)
+        return len([a for out in outputs for a in alerts_in(out, live=True)]) >= 2 * len(events)
 
     await wait_until(all_alerted, 60, "every event alerted")
     await wait_until(lambda: drained(url), 30, "queue drained")

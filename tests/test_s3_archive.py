@@ -197,7 +197,7 @@ async def test_backfill_of_1000_files_is_drained_by_two_tasks_each_event_alerted
         sentinels.append(Sentinel(config, tmp_path / f"task{i}.log"))
 
     def all_alerted() -> bool:
-        return len({event for out in outputs for _, event in alerts_in(out)}) == 1000
+        return len({event for out in outputs for _, event in alerts_in(out, live=True)}) == 1000
 
     await wait_until(all_alerted, 180, "every backfilled event alerted")
     await wait_until(lambda: drained(url), 60, "queue drained")

@@ -118,10 +118,15 @@ def sentinels() -> Iterator[list[Sentinel]]:
         sentinel.close()
 
 
-def alerts_in(path: Path) -> list[tuple[str, str]]:
+def alerts_in(path: Path, *, live: bool = False) -> list[tuple[str, str]]:
+    """(detector, eventID) of each alert a JSON Lines sink wrote. `live`: the sentinel may still be
+    writing, so a last line not yet ended is not read yet; otherwise every line must be whole."""
     if not path.exists():
         return []
-    return [(a["detector"], a["event_id"]) for a in map(json.loads, path.read_text().splitlines())]
+    *lines, tail = path.read_text().split("\n")
+    if tail and not live:
+        raise AssertionError(f"{path}: the last line is cut short: {tail[:80]!r}")
+    return [(a["detector"], a["event_id"]) for a in map(json.loads, lines)]
 
 
 def jsonl_sink(path: Path) -> str:
