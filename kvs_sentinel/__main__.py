@@ -1,3 +1,3 @@
-from kvs_sentinel.cli import main
+from kvs_sentinel.program import main
 
 raise SystemExit(main())

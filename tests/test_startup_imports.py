@@ -58,3 +58,30 @@ def test_replay_does_not_import_what_only_other_commands_use(tmp_path: Path) -> 
 def test_a_second_replay_reads_the_parsed_configuration_without_the_yaml_parser(tmp_path: Path) -> None:
     replay_modules(tmp_path)
     assert loaded(replay_modules(tmp_path), ("yaml", "_yaml")) == []
+
+
+PROGRAM_GC = """
+import gc, json
+import kvs_sentinel.cli
+seen = {}
+def command_line():
+    seen["enabled"] = gc.isenabled()
+    seen["frozen"] = gc.get_freeze_count()
+    return 3
+kvs_sentinel.cli.main = command_line
+from kvs_sentinel.program import main
+code = main()
+print(json.dumps({"code": code, "enabled_after": gc.isenabled(), **seen}))
+"""
+
+
+def test_the_program_runs_its_command_with_the_collector_on_and_start_up_objects_frozen() -> None:
+    # its own process: freezing objects is for the life of a program, not of a test session
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRAM_GC], capture_output=True, text=True, timeout=120, check=True
+    )
+    found = json.loads(done.stdout)
+    assert found["code"] == 3
+    assert found["enabled"]  # a long `run` must still collect its cycles
+    assert found["enabled_after"]
+    assert found["frozen"] > 10_000  # the imports' objects, which later collections need not walk
