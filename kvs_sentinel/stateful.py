@@ -39,7 +39,7 @@ from kvs_sentinel.detectors.stateful import (
     answers_for,
 )
 from kvs_sentinel.engine import Pending
-from kvs_sentinel.state.base import Membership, StateError, StateStore, forget_new
+from kvs_sentinel.state.base import Membership, StateError, StateStore, forget_members, forget_new
 from kvs_sentinel.stats import RunStats
 
 _NO_EVENT_ID = "(no eventID)"
@@ -150,8 +150,33 @@ class StatefulJudge:
         seen = [asking[position].observation for position in positions]
         key = f"{baseline_key(detector.id, seen[0].group)}/values"
         added = [(observation.value or "", observation.at) for observation in seen]
-        answers = await self.store.remember_all(key, added, ttl=rule.expiry, limit=rule.max_values)
+        answers = await self._store_values(detector.id, key, seen, ttl=rule.expiry, limit=rule.max_values)
         return _Remembered(key, added, answers, rule.expiry)
+
+    async def _store_values(
+        self, detector: str, key: str, seen: Sequence[Observation], *, ttl: float, limit: int
+    ) -> list[Membership]:
+        """The observations' values (of one group) remembered in `key`: one `remember`, or `remember_all`.
+
+        A write whose answer never came (`StateError.maybe_applied`: DynamoDB timed out) may have added
+        its values, and the retried message would find a new value known: its alert lost. So before the
+        error goes on, the values this task's cache does not know are forgotten again (only if they still
+        hold the expiry this write gave them), and the retry finds a new value new. A value the cache knows
+        was in the store before (this write only refreshed it) and stays. The price, for a value the store
+        knew but this task did not (learnt by another task, or out of the cache): the retry finds it new,
+        and it may alert once though it was known. Losing the alert of a new value would be worse."""
+        added = [(observation.value or "", observation.at) for observation in seen]
+        try:
+            if len(added) == 1:
+                value, at = added[0]
+                return [await self.store.remember(key, value, now=at, ttl=ttl, limit=limit)]
+            return await self.store.remember_all(key, added, ttl=ttl, limit=limit)
+        except StateError as exc:
+            if exc.maybe_applied:
+                known = self._known.get(detector, {}).get(seen[0].group, {})
+                unknown = [(value, at) for value, at in added if value not in known]
+                await forget_members(self.store, key, unknown, ttl=ttl)
+            raise
 
     async def _ask(
         self, item: Pending, learnt: Learnt, values: Membership | None = None
@@ -196,7 +221,7 @@ class StatefulJudge:
             assert seen.value is not None  # observe() gives a value to a distinct count
             distinct = f"{window}/distinct"
             cached = (detector, seen.group, seen.value)
-            added = await store.remember(distinct, seen.value, now=at, ttl=rule.window, limit=rule.count)
+            (added,) = await self._store_values(detector, distinct, [seen], ttl=rule.window, limit=rule.count)
             total = added.size
             if added.new:
                 # only the value that makes the count is the one that alerts
@@ -233,9 +258,7 @@ class StatefulJudge:
         if values is not None:  # remembered by the chain, which undoes it if this fails
             return await self._first_seen_of(detector, rule, seen, learnt, values)
         key = f"{baseline_key(detector, seen.group)}/values"
-        values = await self.store.remember(
-            key, seen.value, now=seen.at, ttl=rule.expiry, limit=rule.max_values
-        )
+        (values,) = await self._store_values(detector, key, [seen], ttl=rule.expiry, limit=rule.max_values)
         try:
             return await self._first_seen_of(detector, rule, seen, learnt, values)
         except BaseException:  # the retry must find the value new again (SQLite's batch undoes it anyway)

@@ -429,6 +429,91 @@ async def test_a_redelivered_event_whose_dynamodb_claim_was_refused_is_not_count
     assert len(await judged(call(3, START + 3, error="AccessDenied"))) == 1
 
 
+def writing_value(member: str) -> Callable[[str, dict[str, Any]], bool]:
+    """A DynamoDB request that writes `member` into a baseline or a distinct count: the set's creation, or
+    an update of it."""
+
+    def writes(operation: str, request: dict[str, Any]) -> bool:
+        if operation == "put_item":
+            return member in request["Item"].get("members", {}).get("M", {})
+        return operation == "update_item" and member in request.get("ExpressionAttributeNames", {}).values()
+
+    return writes
+
+
+@pytest.fixture
+async def dynamodb_store(moto_server: str) -> AsyncIterator[DynamoDbStore]:
+    await make_table()
+    store = await open_store(f"dynamodb:{TABLE}")
+    assert isinstance(store, DynamoDbStore)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+async def test_a_new_network_whose_dynamodb_write_lost_its_answer_alerts_when_its_message_is_retried(
+    tmp_path: Path, dynamodb_store: DynamoDbStore
+) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), dynamodb_store)
+    assert await judged(call(1, START)) == []  # learning starts
+    assert await judged(call(2, START + 2 * DAY)) == []  # the learnt network, after learning
+    novel = call(3, START + 2 * DAY + 1, ip="203.0.113.9")
+    lossy = Failing(dynamodb_store.client, writing_value("203.0.113.0/24"), applied=True)
+    dynamodb_store.client = lossy
+    with pytest.raises(StateError, match="ReadTimeoutError") as lost:
+        await judged(novel)  # the new network was written; the answer saying it was new never came
+    assert lost.value.maybe_applied
+    assert lossy.failed == 1
+    assert [alert.event_id for alert in await judged(novel)] == [novel["eventID"]]
+    assert await judged(call(4, START + 2 * DAY + 2, ip="203.0.113.10")) == []  # known from now on
+
+
+async def test_a_known_network_whose_refresh_lost_its_answer_stays_known(
+    tmp_path: Path, dynamodb_store: DynamoDbStore
+) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), dynamodb_store)
+    assert await judged(call(1, START)) == []
+    assert await judged(call(2, START + 2 * DAY)) == []  # known, and now in the task's cache
+    refresh = call(3, START + 6 * DAY)  # past a tenth of the 30-day expiry: the store refreshes it
+    lossy = Failing(dynamodb_store.client, writing_value("198.51.100.0/24"), applied=True)
+    dynamodb_store.client = lossy
+    with pytest.raises(StateError, match="ReadTimeoutError"):
+        await judged(refresh)
+    assert lossy.failed == 1
+    assert await judged(refresh) == []  # known before this write: not forgotten, so no alert
+    assert await judged(call(4, START + 6 * DAY + 1, ip="203.0.113.9")) != []  # still out of learning
+
+
+async def test_new_networks_written_together_whose_answer_was_lost_alert_when_their_message_is_retried(
+    tmp_path: Path, dynamodb_store: DynamoDbStore
+) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), dynamodb_store)
+    assert await judged(call(1, START)) == []
+    known = call(2, START + 2 * DAY)
+    assert await judged(known) == []
+    novel = [call(3 + n, START + 2 * DAY + n, ip=ip) for n, ip in enumerate(["192.0.2.1", "203.0.113.1"])]
+    lossy = Failing(dynamodb_store.client, writing_value("203.0.113.0/24"), applied=True)
+    dynamodb_store.client = lossy
+    with pytest.raises(StateError, match="ReadTimeoutError"):
+        await judged.message(known, *novel)  # one request for the three values; its answer is lost
+    assert lossy.failed == 1
+    assert [alert.event_id for alert in await judged.message(known, *novel)] == [e["eventID"] for e in novel]
+
+
+async def test_a_distinct_value_whose_dynamodb_write_lost_its_answer_alerts_when_its_message_is_retried(
+    tmp_path: Path, dynamodb_store: DynamoDbStore
+) -> None:
+    judged = Judged(load(tmp_path, MANY_NETWORKS), dynamodb_store)
+    assert await judged(call(1, START, ip="192.0.2.1"), call(2, START + 1, ip="198.51.100.1")) == []
+    third = call(3, START + 2, ip="203.0.113.1")
+    dynamodb_store.client = Failing(dynamodb_store.client, writing_value("203.0.113.0/24"), applied=True)
+    with pytest.raises(StateError, match="ReadTimeoutError"):
+        await judged(third)  # the third network was written; the answer never came
+    assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
+    assert await judged(call(4, START + 3, ip="203.0.113.2")) == []  # one alert per window
+
+
 async def test_values_a_failed_remember_all_stored_alert_when_their_message_is_retried(
     tmp_path: Path,
 ) -> None:

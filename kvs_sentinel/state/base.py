@@ -142,11 +142,20 @@ async def forget_new(
     """Undo the members a `remember_all` that failed midway added (`answers`: what it said for the first
     `len(answers)` of them): none of them was judged, so a retry must find them new again. Each is
     forgotten at the expiry its last call gave it; a failure to forget is left to the store's expiry."""
-    last = {member: now + ttl for member, now in members[: len(answers)]}
     new = {member for (member, _), answer in zip(members, answers, strict=False) if answer.new}
-    for member in new:
+    await forget_members(store, key, [(m, now) for m, now in members[: len(answers)] if m in new], ttl=ttl)
+
+
+async def forget_members(
+    store: StateStore, key: str, members: Sequence[tuple[str, float]], *, ttl: float
+) -> None:
+    """Forget each (member, now) remembered with `ttl`, at the expiry its last call gave it, if it still
+    holds that expiry (remembered again since, it is not ours to undo). A failure to forget is left to
+    the store's expiry."""
+    last = {member: now + ttl for member, now in members}
+    for member, expires_at in last.items():
         with contextlib.suppress(StateError):
-            await store.forget(key, member, expires_at=last[member])
+            await store.forget(key, member, expires_at=expires_at)
 
 
 def _nobody_told(decision: str) -> None:
