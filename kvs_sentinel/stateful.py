@@ -35,6 +35,7 @@ from kvs_sentinel.detectors.stateful import (
     Known,
     Observation,
     Observe,
+    StatefulRule,
     ThresholdRule,
     answers_for,
 )
@@ -150,21 +151,23 @@ class StatefulJudge:
         seen = [asking[position].observation for position in positions]
         key = f"{baseline_key(detector.id, seen[0].group)}/values"
         added = [(observation.value or "", observation.at) for observation in seen]
-        answers = await self._store_values(detector.id, key, seen, ttl=rule.expiry, limit=rule.max_values)
+        answers = await self._store_values(detector.id, rule, key, seen, limit=rule.max_values)
         return _Remembered(key, added, answers, rule.expiry)
 
     async def _store_values(
-        self, detector: str, key: str, seen: Sequence[Observation], *, ttl: float, limit: int
+        self, detector: str, rule: StatefulRule, key: str, seen: Sequence[Observation], *, limit: int
     ) -> list[Membership]:
         """The observations' values (of one group) remembered in `key`: one `remember`, or `remember_all`.
 
         A write whose answer never came (`StateError.maybe_applied`: DynamoDB timed out) may have added
         its values, and the retried message would find a new value known: its alert lost. So before the
-        error goes on, the values this task's cache does not know are forgotten again (only if they still
-        hold the expiry this write gave them), and the retry finds a new value new. A value the cache knows
-        was in the store before (this write only refreshed it) and stays. The price, for a value the store
-        knew but this task did not (learnt by another task, or out of the cache): the retry finds it new,
-        and it may alert once though it was known. Losing the alert of a new value would be worse."""
+        error goes on, the values the store cannot have held already are forgotten again (only if they
+        still hold the expiry this write gave them), and the retry finds a new value new. A value the
+        task's cache shows the store held at the event's time (`_held`) stays: this write only refreshed
+        it. The price, for a value the store held but this task did not know (learnt by another task, or
+        out of the cache): the retry finds it new, and it may alert once though it was known. Losing the
+        alert of a new value would be worse."""
+        ttl = rule.expiry if isinstance(rule, FirstSeenRule) else rule.window
         added = [(observation.value or "", observation.at) for observation in seen]
         try:
             if len(added) == 1:
@@ -173,8 +176,8 @@ class StatefulJudge:
             return await self.store.remember_all(key, added, ttl=ttl, limit=limit)
         except StateError as exc:
             if exc.maybe_applied:
-                known = self._known.get(detector, {}).get(seen[0].group, {})
-                unknown = [(value, at) for value, at in added if value not in known]
+                cached = self._known.get(detector, {}).get(seen[0].group, {})
+                unknown = [(value, at) for value, at in added if not _held(rule, cached.get(value), at)]
                 await forget_members(self.store, key, unknown, ttl=ttl)
             raise
 
@@ -221,11 +224,16 @@ class StatefulJudge:
             assert seen.value is not None  # observe() gives a value to a distinct count
             distinct = f"{window}/distinct"
             cached = (detector, seen.group, seen.value)
-            (added,) = await self._store_values(detector, distinct, [seen], ttl=rule.window, limit=rule.count)
+            (added,) = await self._store_values(detector, rule, distinct, [seen], limit=rule.count)
             total = added.size
             if added.new:
-                # only the value that makes the count is the one that alerts
-                alerted = total >= rule.count and await self._alerts_for(alert_key, seen, rule.window)
+                # only the value that makes the count is the one that alerts; if its alert cannot be
+                # recorded, the retry must find the value new again
+                try:
+                    alerted = total >= rule.count and await self._alerts_for(alert_key, seen, rule.window)
+                except BaseException:
+                    await forget_new(store, distinct, [(seen.value, at)], [added], ttl=rule.window)
+                    raise
                 learnt.known[cached] = (at, frozenset([seen.event_id or ""]) if alerted else frozenset())
                 if not alerted:
                     return None
@@ -258,7 +266,7 @@ class StatefulJudge:
         if values is not None:  # remembered by the chain, which undoes it if this fails
             return await self._first_seen_of(detector, rule, seen, learnt, values)
         key = f"{baseline_key(detector, seen.group)}/values"
-        (values,) = await self._store_values(detector, key, [seen], ttl=rule.expiry, limit=rule.max_values)
+        (values,) = await self._store_values(detector, rule, key, [seen], limit=rule.max_values)
         try:
             return await self._first_seen_of(detector, rule, seen, learnt, values)
         except BaseException:  # the retry must find the value new again (SQLite's batch undoes it anyway)
@@ -343,6 +351,18 @@ class StatefulJudge:
             self._held += value not in answers
             answers[value] = answer
         self._learning.update(learnt.learning)
+
+
+def _held(rule: StatefulRule, answer: Answer | None, at: float) -> bool:
+    """Whether the store's cached `answer` about a value shows the store held the value at `at`: within
+    the value's expiry of when it was confirmed (first_seen), or in the same window (a distinct count,
+    whose every window has a set of its own)."""
+    if answer is None:
+        return False
+    confirmed = answer[0]
+    if isinstance(rule, FirstSeenRule):
+        return at < confirmed + rule.expiry
+    return confirmed - confirmed % rule.window == at - at % rule.window
 
 
 @dataclass(frozen=True)

@@ -514,6 +514,59 @@ async def test_a_distinct_value_whose_dynamodb_write_lost_its_answer_alerts_when
     assert await judged(call(4, START + 3, ip="203.0.113.2")) == []  # one alert per window
 
 
+async def test_a_distinct_value_cached_in_an_earlier_window_whose_write_lost_its_answer_alerts_when_retried(
+    tmp_path: Path, dynamodb_store: DynamoDbStore
+) -> None:
+    judged = Judged(load(tmp_path, MANY_NETWORKS), dynamodb_store)
+    ips = ["192.0.2.1", "198.51.100.1", "203.0.113.1"]
+    assert len(await judged(*(call(1 + n, START + n, ip=ip) for n, ip in enumerate(ips)))) == 1
+    # the next hour: the same three networks, in the cache from the first window, new to this one's set
+    assert await judged(call(10, START + HOUR, ip=ips[0]), call(11, START + HOUR + 1, ip=ips[1])) == []
+    third = call(12, START + HOUR + 2, ip=ips[2])
+    lossy = Failing(dynamodb_store.client, writing_value("203.0.113.0/24"), applied=True)
+    dynamodb_store.client = lossy
+    with pytest.raises(StateError, match="ReadTimeoutError"):
+        await judged(third)
+    assert lossy.failed == 1
+    assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
+
+
+async def test_a_value_cached_past_its_expiry_whose_write_lost_its_answer_alerts_when_retried(
+    tmp_path: Path, dynamodb_store: DynamoDbStore
+) -> None:
+    judged = Judged(load(tmp_path, NEW_NETWORK), dynamodb_store)
+    assert await judged(call(1, START)) == []  # 198.51.100.0/24 learnt and cached
+    assert await judged(call(2, START + DAY // 2, ip="203.0.113.9")) == []
+    assert await judged(call(3, START + 20 * DAY, ip="203.0.113.9")) == []  # the group stays alive
+    back = call(4, START + 40 * DAY)  # 198.51.100.0/24 expired 30 days after START: new again
+    lossy = Failing(dynamodb_store.client, writing_value("198.51.100.0/24"), applied=True)
+    dynamodb_store.client = lossy
+    with pytest.raises(StateError, match="ReadTimeoutError"):
+        await judged(back)
+    assert lossy.failed == 1
+    assert [alert.event_id for alert in await judged(back)] == [back["eventID"]]
+
+
+def recording_alert(operation: str, request: dict[str, Any]) -> bool:
+    """A DynamoDB request that records which event alerted (a `.../alert` set)."""
+    item = request.get("Item") or request.get("Key") or {}
+    return operation in ("put_item", "update_item") and item.get("pk", {}).get("S", "").endswith("/alert")
+
+
+async def test_a_distinct_value_whose_alert_could_not_be_recorded_alerts_when_its_message_is_retried(
+    tmp_path: Path, dynamodb_store: DynamoDbStore
+) -> None:
+    judged = Judged(load(tmp_path, MANY_NETWORKS), dynamodb_store)
+    assert await judged(call(1, START, ip="192.0.2.1"), call(2, START + 1, ip="198.51.100.1")) == []
+    third = call(3, START + 2, ip="203.0.113.1")
+    refusing = Failing(dynamodb_store.client, recording_alert, applied=False)
+    dynamodb_store.client = refusing
+    with pytest.raises(StateError, match="ThrottlingException"):
+        await judged(third)  # its network is remembered; recording that it alerts is throttled
+    assert refusing.failed == 1
+    assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
+
+
 async def test_values_a_failed_remember_all_stored_alert_when_their_message_is_retried(
     tmp_path: Path,
 ) -> None:

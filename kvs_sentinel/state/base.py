@@ -25,6 +25,7 @@ A backend is chosen by URL (`memory`, `sqlite:PATH`, `dynamodb:TABLE`) through `
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -150,12 +151,15 @@ async def forget_members(
     store: StateStore, key: str, members: Sequence[tuple[str, float]], *, ttl: float
 ) -> None:
     """Forget each (member, now) remembered with `ttl`, at the expiry its last call gave it, if it still
-    holds that expiry (remembered again since, it is not ours to undo). A failure to forget is left to
-    the store's expiry."""
+    holds that expiry (remembered again since, it is not ours to undo). All at once: on a store that
+    is failing, each may take a timeout. A failure to forget is left to the store's expiry."""
     last = {member: now + ttl for member, now in members}
-    for member, expires_at in last.items():
+
+    async def forget(member: str, expires_at: float) -> None:
         with contextlib.suppress(StateError):
             await store.forget(key, member, expires_at=expires_at)
+
+    await asyncio.gather(*(forget(member, expires_at) for member, expires_at in last.items()))
 
 
 def _nobody_told(decision: str) -> None:
