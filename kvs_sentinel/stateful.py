@@ -177,7 +177,8 @@ class StatefulJudge:
         except StateError as exc:
             if exc.maybe_applied:
                 cached = self._known.get(detector, {}).get(seen[0].group, {})
-                unknown = [(value, at) for value, at in added if not _held(rule, cached.get(value), at)]
+                held = {value for value, at in added if _held(rule, cached.get(value), at)}
+                unknown = [(value, at) for value, at in added if value not in held]
                 await forget_members(self.store, key, unknown, ttl=ttl)
             raise
 

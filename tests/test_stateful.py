@@ -490,15 +490,16 @@ async def test_new_networks_written_together_whose_answer_was_lost_alert_when_th
 ) -> None:
     judged = Judged(load(tmp_path, NEW_NETWORK), dynamodb_store)
     assert await judged(call(1, START)) == []
-    known = call(2, START + 2 * DAY)
-    assert await judged(known) == []
-    novel = [call(3 + n, START + 2 * DAY + n, ip=ip) for n, ip in enumerate(["192.0.2.1", "203.0.113.1"])]
+    assert await judged(call(2, START + 2 * DAY)) == []  # 198.51.100.0/24: known, and cached
+    refresh = call(3, START + 6 * DAY)  # past a tenth of its expiry: written again with the new ones
+    novel = [call(4 + n, START + 6 * DAY + n, ip=ip) for n, ip in enumerate(["192.0.2.1", "203.0.113.1"])]
     lossy = Failing(dynamodb_store.client, writing_value("203.0.113.0/24"), applied=True)
     dynamodb_store.client = lossy
     with pytest.raises(StateError, match="ReadTimeoutError"):
-        await judged.message(known, *novel)  # one request for the three values; its answer is lost
+        await judged.message(refresh, *novel)  # one request for the three values; its answer is lost
     assert lossy.failed == 1
-    assert [alert.event_id for alert in await judged.message(known, *novel)] == [e["eventID"] for e in novel]
+    retried = await judged.message(refresh, *novel)
+    assert [alert.event_id for alert in retried] == [e["eventID"] for e in novel]  # the known one stays
 
 
 async def test_a_distinct_value_whose_dynamodb_write_lost_its_answer_alerts_when_its_message_is_retried(
@@ -507,9 +508,12 @@ async def test_a_distinct_value_whose_dynamodb_write_lost_its_answer_alerts_when
     judged = Judged(load(tmp_path, MANY_NETWORKS), dynamodb_store)
     assert await judged(call(1, START, ip="192.0.2.1"), call(2, START + 1, ip="198.51.100.1")) == []
     third = call(3, START + 2, ip="203.0.113.1")
-    dynamodb_store.client = Failing(dynamodb_store.client, writing_value("203.0.113.0/24"), applied=True)
-    with pytest.raises(StateError, match="ReadTimeoutError"):
+    lossy = Failing(dynamodb_store.client, writing_value("203.0.113.0/24"), applied=True)
+    dynamodb_store.client = lossy
+    with pytest.raises(StateError, match="ReadTimeoutError") as lost:
         await judged(third)  # the third network was written; the answer never came
+    assert lost.value.maybe_applied
+    assert lossy.failed == 1
     assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
     assert await judged(call(4, START + 3, ip="203.0.113.2")) == []  # one alert per window
 
@@ -565,6 +569,34 @@ async def test_a_distinct_value_whose_alert_could_not_be_recorded_alerts_when_it
         await judged(third)  # its network is remembered; recording that it alerts is throttled
     assert refusing.failed == 1
     assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
+
+
+class SqliteAlertRecordFails(SqliteStore):
+    """A SQLite store whose next write of an alert record fails (a disk I/O error)."""
+
+    fail = False
+
+    async def remember(self, key: str, member: str, *, now: float, ttl: float, limit: int) -> Membership:
+        if self.fail and "/alerted/" in key:
+            self.fail = False
+            raise StateError("sqlite: disk I/O error", retryable=True)
+        return await super().remember(key, member, now=now, ttl=ttl, limit=limit)
+
+
+async def test_a_message_failing_on_sqlite_does_not_undo_what_another_worker_judged(tmp_path: Path) -> None:
+    store = SqliteAlertRecordFails(tmp_path / "state.db")
+    loaded = load(tmp_path, NEW_NETWORK)
+    worker, other_worker = Judged(loaded, store), Judged(loaded, store)  # one task's workers share it
+    assert await worker(call(1, START)) == []
+    store.fail = True
+    novel = call(2, START + 2 * DAY, ip="203.0.113.1")  # new after learning: its alert record fails
+    elsewhere = call(3, START + 2 * DAY, principal=OTHER)  # another group's first call, meanwhile
+    failed, judged = await asyncio.gather(worker(novel), other_worker(elsewhere), return_exceptions=True)
+    assert isinstance(failed, StateError)
+    assert judged == []  # that message succeeded, and would be acknowledged: what it taught must stay
+    learnt = await store.members(f"first_seen/memory-test/{OTHER}/values", now=START + 2 * DAY)
+    assert learnt == {"198.51.100.0/24"}
+    await store.aclose()
 
 
 async def test_values_a_failed_remember_all_stored_alert_when_their_message_is_retried(

@@ -151,15 +151,21 @@ async def forget_members(
     store: StateStore, key: str, members: Sequence[tuple[str, float]], *, ttl: float
 ) -> None:
     """Forget each (member, now) remembered with `ttl`, at the expiry its last call gave it, if it still
-    holds that expiry (remembered again since, it is not ours to undo). All at once: on a store that
-    is failing, each may take a timeout. A failure to forget is left to the store's expiry."""
+    holds that expiry (remembered again since, it is not ours to undo). A failure to forget is left to
+    the store's expiry. On a store whose operations overlap (DynamoDB, where each may wait out a timeout)
+    all at once; elsewhere one by one: a SQLite batch must not pause, or another worker's operations
+    would run inside it (its transaction, and its rollback)."""
     last = {member: now + ttl for member, now in members}
 
     async def forget(member: str, expires_at: float) -> None:
         with contextlib.suppress(StateError):
             await store.forget(key, member, expires_at=expires_at)
 
-    await asyncio.gather(*(forget(member, expires_at) for member, expires_at in last.items()))
+    if store.overlaps:
+        await asyncio.gather(*(forget(member, expires_at) for member, expires_at in last.items()))
+        return
+    for member, expires_at in last.items():
+        await forget(member, expires_at)
 
 
 def _nobody_told(decision: str) -> None:
