@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kvs_sentinel.alerts import Alert
 from kvs_sentinel.app import processor_for, stateful_judge
 from kvs_sentinel.detectors.stateful import event_epoch
 from kvs_sentinel.envelopes import Document
@@ -452,6 +453,20 @@ async def dynamodb_store(moto_server: str) -> AsyncIterator[DynamoDbStore]:
         await store.aclose()
 
 
+async def answer_lost_then_retried(
+    store: DynamoDbStore, member: str, judge: Callable[[], Awaitable[list[Alert]]]
+) -> list[Alert]:
+    """`judge` once with DynamoDB applying the write of `member` but its answer lost (a read timeout),
+    then again, as the retried message is: the retry's alerts."""
+    lossy = Failing(store.client, writing_value(member), applied=True)
+    store.client = lossy
+    with pytest.raises(StateError, match="ReadTimeoutError") as lost:
+        await judge()
+    assert lost.value.maybe_applied
+    assert lossy.failed == 1
+    return await judge()
+
+
 async def test_a_new_network_whose_dynamodb_write_lost_its_answer_alerts_when_its_message_is_retried(
     tmp_path: Path, dynamodb_store: DynamoDbStore
 ) -> None:
@@ -459,13 +474,8 @@ async def test_a_new_network_whose_dynamodb_write_lost_its_answer_alerts_when_it
     assert await judged(call(1, START)) == []  # learning starts
     assert await judged(call(2, START + 2 * DAY)) == []  # the learnt network, after learning
     novel = call(3, START + 2 * DAY + 1, ip="203.0.113.9")
-    lossy = Failing(dynamodb_store.client, writing_value("203.0.113.0/24"), applied=True)
-    dynamodb_store.client = lossy
-    with pytest.raises(StateError, match="ReadTimeoutError") as lost:
-        await judged(novel)  # the new network was written; the answer saying it was new never came
-    assert lost.value.maybe_applied
-    assert lossy.failed == 1
-    assert [alert.event_id for alert in await judged(novel)] == [novel["eventID"]]
+    retried = await answer_lost_then_retried(dynamodb_store, "203.0.113.0/24", lambda: judged(novel))
+    assert [alert.event_id for alert in retried] == [novel["eventID"]]
     assert await judged(call(4, START + 2 * DAY + 2, ip="203.0.113.10")) == []  # known from now on
 
 
@@ -476,12 +486,8 @@ async def test_a_known_network_whose_refresh_lost_its_answer_stays_known(
     assert await judged(call(1, START)) == []
     assert await judged(call(2, START + 2 * DAY)) == []  # known, and now in the task's cache
     refresh = call(3, START + 6 * DAY)  # past a tenth of the 30-day expiry: the store refreshes it
-    lossy = Failing(dynamodb_store.client, writing_value("198.51.100.0/24"), applied=True)
-    dynamodb_store.client = lossy
-    with pytest.raises(StateError, match="ReadTimeoutError"):
-        await judged(refresh)
-    assert lossy.failed == 1
-    assert await judged(refresh) == []  # known before this write: not forgotten, so no alert
+    # known before this write: not forgotten, so no alert
+    assert await answer_lost_then_retried(dynamodb_store, "198.51.100.0/24", lambda: judged(refresh)) == []
     assert await judged(call(4, START + 6 * DAY + 1, ip="203.0.113.9")) != []  # still out of learning
 
 
@@ -493,29 +499,11 @@ async def test_new_networks_written_together_whose_answer_was_lost_alert_when_th
     assert await judged(call(2, START + 2 * DAY)) == []  # 198.51.100.0/24: known, and cached
     refresh = call(3, START + 6 * DAY)  # past a tenth of its expiry: written again with the new ones
     novel = [call(4 + n, START + 6 * DAY + n, ip=ip) for n, ip in enumerate(["192.0.2.1", "203.0.113.1"])]
-    lossy = Failing(dynamodb_store.client, writing_value("203.0.113.0/24"), applied=True)
-    dynamodb_store.client = lossy
-    with pytest.raises(StateError, match="ReadTimeoutError"):
-        await judged.message(refresh, *novel)  # one request for the three values; its answer is lost
-    assert lossy.failed == 1
-    retried = await judged.message(refresh, *novel)
+    # one request for the three values; its answer is lost
+    retried = await answer_lost_then_retried(
+        dynamodb_store, "203.0.113.0/24", lambda: judged.message(refresh, *novel)
+    )
     assert [alert.event_id for alert in retried] == [e["eventID"] for e in novel]  # the known one stays
-
-
-async def test_a_distinct_value_whose_dynamodb_write_lost_its_answer_alerts_when_its_message_is_retried(
-    tmp_path: Path, dynamodb_store: DynamoDbStore
-) -> None:
-    judged = Judged(load(tmp_path, MANY_NETWORKS), dynamodb_store)
-    assert await judged(call(1, START, ip="192.0.2.1"), call(2, START + 1, ip="198.51.100.1")) == []
-    third = call(3, START + 2, ip="203.0.113.1")
-    lossy = Failing(dynamodb_store.client, writing_value("203.0.113.0/24"), applied=True)
-    dynamodb_store.client = lossy
-    with pytest.raises(StateError, match="ReadTimeoutError") as lost:
-        await judged(third)  # the third network was written; the answer never came
-    assert lost.value.maybe_applied
-    assert lossy.failed == 1
-    assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
-    assert await judged(call(4, START + 3, ip="203.0.113.2")) == []  # one alert per window
 
 
 async def test_a_distinct_value_cached_in_an_earlier_window_whose_write_lost_its_answer_alerts_when_retried(
@@ -527,12 +515,8 @@ async def test_a_distinct_value_cached_in_an_earlier_window_whose_write_lost_its
     # the next hour: the same three networks, in the cache from the first window, new to this one's set
     assert await judged(call(10, START + HOUR, ip=ips[0]), call(11, START + HOUR + 1, ip=ips[1])) == []
     third = call(12, START + HOUR + 2, ip=ips[2])
-    lossy = Failing(dynamodb_store.client, writing_value("203.0.113.0/24"), applied=True)
-    dynamodb_store.client = lossy
-    with pytest.raises(StateError, match="ReadTimeoutError"):
-        await judged(third)
-    assert lossy.failed == 1
-    assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
+    retried = await answer_lost_then_retried(dynamodb_store, "203.0.113.0/24", lambda: judged(third))
+    assert [alert.event_id for alert in retried] == [third["eventID"]]
 
 
 async def test_a_value_cached_past_its_expiry_whose_write_lost_its_answer_alerts_when_retried(
@@ -543,12 +527,8 @@ async def test_a_value_cached_past_its_expiry_whose_write_lost_its_answer_alerts
     assert await judged(call(2, START + DAY // 2, ip="203.0.113.9")) == []
     assert await judged(call(3, START + 20 * DAY, ip="203.0.113.9")) == []  # the group stays alive
     back = call(4, START + 40 * DAY)  # 198.51.100.0/24 expired 30 days after START: new again
-    lossy = Failing(dynamodb_store.client, writing_value("198.51.100.0/24"), applied=True)
-    dynamodb_store.client = lossy
-    with pytest.raises(StateError, match="ReadTimeoutError"):
-        await judged(back)
-    assert lossy.failed == 1
-    assert [alert.event_id for alert in await judged(back)] == [back["eventID"]]
+    retried = await answer_lost_then_retried(dynamodb_store, "198.51.100.0/24", lambda: judged(back))
+    assert [alert.event_id for alert in retried] == [back["eventID"]]
 
 
 def recording_alert(operation: str, request: dict[str, Any]) -> bool:
@@ -557,18 +537,24 @@ def recording_alert(operation: str, request: dict[str, Any]) -> bool:
     return operation in ("put_item", "update_item") and item.get("pk", {}).get("S", "").endswith("/alert")
 
 
-async def test_a_distinct_value_whose_alert_could_not_be_recorded_alerts_when_its_message_is_retried(
-    tmp_path: Path, dynamodb_store: DynamoDbStore
+@pytest.mark.parametrize("failure", ["its write's answer lost", "its alert record refused"])
+async def test_a_distinct_value_whose_judgement_failed_alerts_when_its_message_is_retried(
+    tmp_path: Path, dynamodb_store: DynamoDbStore, failure: str
 ) -> None:
     judged = Judged(load(tmp_path, MANY_NETWORKS), dynamodb_store)
     assert await judged(call(1, START, ip="192.0.2.1"), call(2, START + 1, ip="198.51.100.1")) == []
     third = call(3, START + 2, ip="203.0.113.1")
-    refusing = Failing(dynamodb_store.client, recording_alert, applied=False)
-    dynamodb_store.client = refusing
-    with pytest.raises(StateError, match="ThrottlingException"):
-        await judged(third)  # its network is remembered; recording that it alerts is throttled
-    assert refusing.failed == 1
-    assert [alert.event_id for alert in await judged(third)] == [third["eventID"]]
+    if failure == "its write's answer lost":
+        retried = await answer_lost_then_retried(dynamodb_store, "203.0.113.0/24", lambda: judged(third))
+    else:  # its network is remembered; recording that it alerts is throttled
+        refusing = Failing(dynamodb_store.client, recording_alert, applied=False)
+        dynamodb_store.client = refusing
+        with pytest.raises(StateError, match="ThrottlingException"):
+            await judged(third)
+        assert refusing.failed == 1
+        retried = await judged(third)
+    assert [alert.event_id for alert in retried] == [third["eventID"]]
+    assert await judged(call(4, START + 3, ip="203.0.113.2")) == []  # one alert per window
 
 
 class SqliteAlertRecordFails(SqliteStore):
