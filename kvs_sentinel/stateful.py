@@ -151,13 +151,23 @@ class StatefulJudge:
         seen = [asking[position].observation for position in positions]
         key = f"{baseline_key(detector.id, seen[0].group)}/values"
         added = [(observation.value or "", observation.at) for observation in seen]
-        answers = await self._store_values(detector.id, rule, key, seen, limit=rule.max_values)
+        answers = await self._store_values(
+            detector.id, rule, key, seen[0].group, added, limit=rule.max_values
+        )
         return _Remembered(key, added, answers, rule.expiry)
 
     async def _store_values(
-        self, detector: str, rule: StatefulRule, key: str, seen: Sequence[Observation], *, limit: int
+        self,
+        detector: str,
+        rule: StatefulRule,
+        key: str,
+        group: str,
+        added: Sequence[tuple[str, float]],
+        *,
+        limit: int,
     ) -> list[Membership]:
-        """The observations' values (of one group) remembered in `key`: one `remember`, or `remember_all`.
+        """The (value, event time) of one group's observations remembered in `key`: one `remember`, or
+        `remember_all`.
 
         A write whose answer never came (`StateError.maybe_applied`: DynamoDB timed out) may have added
         its values, and the retried message would find a new value known: its alert lost. So before the
@@ -168,7 +178,6 @@ class StatefulJudge:
         out of the cache): the retry finds it new, and it may alert once though it was known. Losing the
         alert of a new value would be worse."""
         ttl = rule.expiry if isinstance(rule, FirstSeenRule) else rule.window
-        added = [(observation.value or "", observation.at) for observation in seen]
         try:
             if len(added) == 1:
                 value, at = added[0]
@@ -176,7 +185,7 @@ class StatefulJudge:
             return await self.store.remember_all(key, added, ttl=ttl, limit=limit)
         except StateError as exc:
             if exc.maybe_applied:
-                cached = self._known.get(detector, {}).get(seen[0].group, {})
+                cached = self._known.get(detector, {}).get(group, {})
                 held = {value for value, at in added if _held(rule, cached.get(value), at)}
                 unknown = [(value, at) for value, at in added if value not in held]
                 await forget_members(self.store, key, unknown, ttl=ttl)
@@ -225,7 +234,9 @@ class StatefulJudge:
             assert seen.value is not None  # observe() gives a value to a distinct count
             distinct = f"{window}/distinct"
             cached = (detector, seen.group, seen.value)
-            (added,) = await self._store_values(detector, rule, distinct, [seen], limit=rule.count)
+            (added,) = await self._store_values(
+                detector, rule, distinct, seen.group, [(seen.value, at)], limit=rule.count
+            )
             total = added.size
             if added.new:
                 # only the value that makes the count is the one that alerts; if its alert cannot be
@@ -267,7 +278,9 @@ class StatefulJudge:
         if values is not None:  # remembered by the chain, which undoes it if this fails
             return await self._first_seen_of(detector, rule, seen, learnt, values)
         key = f"{baseline_key(detector, seen.group)}/values"
-        (values,) = await self._store_values(detector, rule, key, [seen], limit=rule.max_values)
+        (values,) = await self._store_values(
+            detector, rule, key, seen.group, [(seen.value, seen.at)], limit=rule.max_values
+        )
         try:
             return await self._first_seen_of(detector, rule, seen, learnt, values)
         except BaseException:  # the retry must find the value new again (SQLite's batch undoes it anyway)
@@ -363,7 +376,7 @@ def _held(rule: StatefulRule, answer: Answer | None, at: float) -> bool:
     confirmed = answer[0]
     if isinstance(rule, FirstSeenRule):
         return at < confirmed + rule.expiry
-    return confirmed - confirmed % rule.window == at - at % rule.window
+    return rule.window_start(confirmed) == rule.window_start(at)
 
 
 @dataclass(frozen=True)
